@@ -1,0 +1,4 @@
+from django.urls import URLPattern
+
+app_name = "dashboard"
+urlpatterns: list[URLPattern] = []

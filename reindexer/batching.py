@@ -1,0 +1,133 @@
+"""Writing one batch: embed, upsert, retry transient errors, isolate the documents that fail."""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from reindexer.documents import Document, Malformed
+from reindexer.embedders import Embedder, Vectors
+from reindexer.errors import ReindexerError, is_transient
+from reindexer.stores import VectorStore
+
+
+class StoreUnreachable(ReindexerError):
+    """Transient errors kept coming after every retry: the store (or embedder) is down."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    doc_ids: list[str]
+    error_type: str
+    message: str
+    traceback: str
+    attempts: int
+    transient: bool
+
+    @classmethod
+    def malformed(cls, record: Malformed) -> FailureRecord:
+        return cls([record.id], "MalformedRecord", record.reason, "", 1, False)
+
+
+@dataclass
+class BatchOutcome:
+    written: int = 0
+    retries: int = 0
+    failures: list[FailureRecord] = field(default_factory=list)
+
+    @property
+    def failed_docs(self) -> int:
+        return sum(len(f.doc_ids) for f in self.failures)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    backoff_seconds: float = 0.1
+    backoff_cap_seconds: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        ceiling = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+    @property
+    def breaker_threshold(self) -> int:
+        """Consecutive transient failures, across groups, after which the store counts as down."""
+        return max(8, 3 * (self.max_retries + 1))
+
+
+class BatchWriter:
+    """Writes batches for one job; keeps the count of consecutive transient failures between them."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        policy: RetryPolicy,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.policy = policy
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._consecutive_transient = 0
+
+    def write(self, docs: Sequence[Document]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        if docs:
+            self._write_group(docs, None, outcome)
+        return outcome
+
+    def _write_group(
+        self, docs: Sequence[Document], vectors: Vectors | None, outcome: BatchOutcome
+    ) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                if vectors is None:
+                    vectors = self.embedder.embed([doc.text for doc in docs])
+                self.store.upsert(docs, vectors)
+            except Exception as exc:
+                transient = is_transient(exc)
+                if transient:
+                    self._consecutive_transient += 1
+                    if self._consecutive_transient >= self.policy.breaker_threshold:
+                        raise StoreUnreachable(
+                            f"{self._consecutive_transient} transient failures in a row, "
+                            f"last: {type(exc).__name__}: {exc}"
+                        ) from exc
+                    if attempts <= self.policy.max_retries:
+                        outcome.retries += 1
+                        self._sleep(self.policy.delay(attempts, self._rng))
+                        continue
+                if len(docs) == 1:
+                    outcome.failures.append(
+                        FailureRecord(
+                            [docs[0].id],
+                            type(exc).__name__,
+                            str(exc),
+                            traceback.format_exc(),
+                            attempts,
+                            transient,
+                        )
+                    )
+                    return
+                # Halve and retry each half, so the good documents are still written.
+                middle = len(docs) // 2
+                left = vectors[:middle] if vectors is not None else None
+                right = vectors[middle:] if vectors is not None else None
+                self._write_group(docs[:middle], left, outcome)
+                self._write_group(docs[middle:], right, outcome)
+                return
+            else:
+                self._consecutive_transient = 0
+                outcome.written += len(docs)
+                return

@@ -1,0 +1,317 @@
+"""Running one claimed job: stream the source in batches, write them, commit each checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from opentelemetry import trace
+
+from reindexer import telemetry
+from reindexer.batching import BatchOutcome, BatchWriter, FailureRecord, RetryPolicy, StoreUnreachable
+from reindexer.documents import Document, Malformed, Record
+from reindexer.embedders import open_embedder
+from reindexer.errors import ReindexerError
+from reindexer.jobs import failed_doc_ids
+from reindexer.lease import LeaseKeeper
+from reindexer.models import BatchFailure, EventKind, JobStatus, LeaseLost, ReindexJob
+from reindexer.progress import ProgressPublisher
+from reindexer.sources import SourceReader, open_source
+from reindexer.stores import VectorStore, open_store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    heartbeat_seconds: float = 5.0
+    backoff_seconds: float = 0.1
+
+
+class Outcome:
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    HANDED_BACK = "handed_back"
+    LEASE_LOST = "lease_lost"
+
+
+class BatchCommitter:
+    """Commits one batch's counters, checkpoint and failures in one transaction, fenced by the lease.
+
+    The counter UPDATE is the hot path of a job, so its SQL is built once, not per batch by the ORM.
+    """
+
+    def __init__(self, job: ReindexJob, token: uuid.UUID) -> None:
+        self.job = job
+        self.token = token
+        meta = ReindexJob._meta
+        q = connection.ops.quote_name
+        self._token_param = meta.get_field("lease_token").get_db_prep_value(token, connection)
+        self._checkpoint_field = meta.get_field("checkpoint")
+        counters = ["processed_docs", "failed_docs", "skipped_docs", "batches_done",
+                    "batches_failed", "retries"]
+        assignments = ", ".join(f"{q(c)} = {q(c)} + %s" for c in counters)
+        table = q(meta.db_table)
+        self._update_sql = (
+            f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %s, {q('heartbeat_at')} = %s "
+            f"WHERE {q('id')} = %s AND {q('lease_token')} = %s AND {q('status')} = %s"
+        )
+        self._cancel_sql = (
+            f"SELECT {q('cancel_requested_at')} FROM {table} WHERE {q('id')} = %s"
+        )
+
+    def commit(
+        self,
+        batch_number: int,
+        processed: int,
+        outcome: BatchOutcome,
+        checkpoint: dict[str, Any],
+    ) -> bool:
+        """Record the batch; return whether a cancel was requested. Raises LeaseLost."""
+        failed = outcome.failed_docs
+        now = timezone.now()
+        params = [
+            processed, failed, 0, 1, 1 if failed else 0, outcome.retries,
+            self._checkpoint_field.get_db_prep_save(checkpoint, connection),
+            connection.ops.adapt_datetimefield_value(now),
+            self.job.pk, self._token_param, JobStatus.RUNNING.value,
+        ]
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(self._update_sql, params)
+                if cursor.rowcount != 1:
+                    raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
+                if outcome.failures:
+                    BatchFailure.objects.bulk_create(
+                        BatchFailure(
+                            job=self.job,
+                            batch_number=batch_number,
+                            doc_ids=f.doc_ids,
+                            error_type=f.error_type[:200],
+                            message=f.message,
+                            traceback=f.traceback,
+                            attempts=f.attempts,
+                            transient=f.transient,
+                        )
+                        for f in outcome.failures
+                    )
+                cursor.execute(self._cancel_sql, [self.job.pk])
+                row = cursor.fetchone()
+        job = self.job
+        job.processed_docs += processed
+        job.failed_docs += failed
+        job.batches_done += 1
+        job.batches_failed += 1 if failed else 0
+        job.retries += outcome.retries
+        job.checkpoint = checkpoint
+        job.heartbeat_at = now
+        return row is not None and row[0] is not None
+
+
+def _batches(records: Iterator[Record], size: int, only: set[str] | None) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        if only is not None and record.id not in only:
+            continue
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class JobRunner:
+    """Runs one job that this worker has claimed under `token`, until it ends or must stop."""
+
+    def __init__(
+        self,
+        job: ReindexJob,
+        token: uuid.UUID,
+        worker_id: str,
+        *,
+        stop: threading.Event,
+        options: EngineOptions,
+        publisher: ProgressPublisher | None = None,
+    ) -> None:
+        self.job = job
+        self.token = token
+        self.worker_id = worker_id
+        self.stop = stop
+        self.options = options
+        self.publisher = publisher
+
+    def run(self) -> str:
+        job = self.job
+        span_context = telemetry.context_from(job.trace_context)
+        with telemetry.tracer().start_as_current_span(
+            "reindex.job",
+            context=span_context,
+            attributes={
+                "reindex.job_id": job.pk,
+                "reindex.source": job.source,
+                "reindex.store": job.store,
+                "reindex.worker": self.worker_id,
+                "reindex.resumed": bool(job.checkpoint),
+            },
+        ) as span:
+            keeper = LeaseKeeper(job, self.token, self.options.heartbeat_seconds).start()
+            try:
+                outcome = self._run(keeper)
+            except LeaseLost:
+                outcome = Outcome.LEASE_LOST
+            except Exception as exc:
+                # A bug or an unforeseen error: fail this job loudly, keep the worker alive.
+                logger.exception("job %s: unexpected error", job.pk)
+                span.record_exception(exc)
+                try:
+                    outcome = self._fail(f"unexpected {type(exc).__name__}: {exc}")
+                except LeaseLost:
+                    outcome = Outcome.LEASE_LOST
+            finally:
+                keeper.stop()
+            span.set_attribute("reindex.outcome", outcome)
+            self._publish(force=True)
+            return outcome
+
+    def _run(self, keeper: LeaseKeeper) -> str:
+        job = self.job
+        store: VectorStore | None = None
+        reader: SourceReader | None = None
+        try:
+            only = set(failed_doc_ids(job.retry_of)) if job.retry_of_id and job.retry_of else None
+            source = open_source(job.source)
+            if job.total_docs is None:
+                total = len(only) if only is not None else source.count()
+                self._set_total(total)
+            if job.checkpoint:
+                job.log(
+                    EventKind.CHECKPOINT_RESUMED,
+                    self.worker_id,
+                    f"resuming after {job.processed_docs} documents at {job.checkpoint}",
+                )
+            embedder = open_embedder(job.embedder)
+            store = open_store(job.store, job.collection, embedder.dimensions)
+            policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
+            writer = BatchWriter(embedder, store, policy)
+            reader = source.open(job.checkpoint or None)
+            return self._loop(reader, writer, only, keeper)
+        except LeaseLost:
+            raise
+        except (ReindexerError, OSError) as exc:
+            trace.get_current_span().record_exception(exc)
+            return self._fail(f"{type(exc).__name__}: {exc}")
+        finally:
+            if reader is not None:
+                reader.close()
+            if store is not None:
+                store.close()
+
+    def _set_total(self, total: int) -> None:
+        updated = ReindexJob.objects.filter(
+            pk=self.job.pk, lease_token=self.token, status=JobStatus.RUNNING
+        ).update(total_docs=total)
+        if updated != 1:
+            raise LeaseLost(f"job {self.job.pk}: lease lost before it started")
+        self.job.total_docs = total
+
+    def _loop(
+        self, reader: SourceReader, writer: BatchWriter, only: set[str] | None, keeper: LeaseKeeper
+    ) -> str:
+        job = self.job
+        committer = BatchCommitter(job, self.token)
+        if job.cancel_requested_at is not None:
+            job.confirm_cancel(self.token, self.worker_id)
+            return Outcome.CANCELLED
+        for records in _batches(iter(reader), job.batch_size, only):
+            if keeper.lost.is_set():
+                raise LeaseLost(f"job {job.pk}: lease lost")
+            batch_number = job.batches_done + 1
+            try:
+                outcome = self._write_batch(writer, records, batch_number)
+            except StoreUnreachable as exc:
+                return self._fail(f"store unreachable: {exc}")
+            cancel_requested = committer.commit(batch_number, len(records), outcome, reader.checkpoint())
+            self._publish()
+            if self._over_budget(final=False):
+                return self._fail(self._budget_error())
+            if cancel_requested:
+                job.confirm_cancel(self.token, self.worker_id)
+                return Outcome.CANCELLED
+            if self.stop.is_set():
+                job.hand_back(self.token, self.worker_id, "worker shutting down; resumes from its checkpoint")
+                return Outcome.HANDED_BACK
+        if self._over_budget(final=True):
+            return self._fail(self._budget_error())
+        with transaction.atomic():
+            job.complete(self.token, self.worker_id)
+            if job.retry_of_id:
+                BatchFailure.objects.unresolved().filter(job_id=job.retry_of_id).update(
+                    resolved_at=timezone.now()
+                )
+        return Outcome.COMPLETED
+
+    def _write_batch(self, writer: BatchWriter, records: Sequence[Record], batch_number: int) -> BatchOutcome:
+        docs = [r for r in records if isinstance(r, Document)]
+        with telemetry.tracer().start_as_current_span(
+            "reindex.batch",
+            attributes={
+                "reindex.job_id": self.job.pk,
+                "reindex.batch_number": batch_number,
+                "reindex.batch_size": len(records),
+            },
+        ) as span:
+            outcome = writer.write(docs)
+            outcome.failures.extend(
+                FailureRecord.malformed(r) for r in records if isinstance(r, Malformed)
+            )
+            span.set_attribute("reindex.attempts", 1 + outcome.retries)
+            span.set_attribute("reindex.written", outcome.written)
+            span.set_attribute("reindex.failed", outcome.failed_docs)
+            span.set_attribute(
+                "reindex.outcome", "partial" if outcome.failures else "ok"
+            )
+            for failure in outcome.failures:
+                if failure.error_type != "MalformedRecord":
+                    span.add_event(
+                        "exception",
+                        {
+                            "exception.type": failure.error_type,
+                            "exception.message": failure.message,
+                            "exception.stacktrace": failure.traceback,
+                            "reindex.doc_ids": failure.doc_ids,
+                        },
+                    )
+            return outcome
+
+    def _over_budget(self, *, final: bool) -> bool:
+        job = self.job
+        total = job.total_docs if job.total_docs is not None else job.processed_docs
+        if not final and job.total_docs is None:
+            return False
+        return job.failed_docs > job.max_failed_ratio * total
+
+    def _budget_error(self) -> str:
+        job = self.job
+        return (
+            f"error budget exceeded: {job.failed_docs} of {job.total_docs} documents failed, "
+            f"more than max_failed_ratio={job.max_failed_ratio:g}"
+        )
+
+    def _fail(self, error: str) -> str:
+        logger.error("job %s failed: %s", self.job.pk, error)
+        span = trace.get_current_span()
+        span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+        self.job.fail(self.token, self.worker_id, error)
+        return Outcome.FAILED
+
+    def _publish(self, *, force: bool = False) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(self.job.pk, force=force)

@@ -1,0 +1,137 @@
+"""`reindex start|status|cancel|retry-failed|verify|watch`: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from reindexer.errors import ReindexerError
+from reindexer.jobs import JobSpec, cancel_job, create_job, job_status, retry_failed
+from reindexer.models import MAX_BATCH_SIZE, MIN_BATCH_SIZE, InvalidTransition, ReindexJob
+from reindexer.verify import verify_job
+from reindexer.watch import watch_job
+
+
+def batch_size(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size must be a whole number, got {value!r}") from None
+    if not MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"batch size must be between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}, got {size}"
+        )
+    return size
+
+
+def non_negative(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
+    return number
+
+
+def get_job(job_id: int) -> ReindexJob:
+    try:
+        return ReindexJob.objects.get(pk=job_id)
+    except ReindexJob.DoesNotExist:
+        raise CommandError(f"no job with id {job_id}") from None
+
+
+class Command(BaseCommand):
+    help = "Queue, inspect, cancel, retry and verify reindex jobs."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        start = actions.add_parser("start", help="queue a job; prints its id last")
+        start.add_argument("--source", required=True, help="jsonl:PATH or directory:PATH")
+        start.add_argument("--embedder", default="hashing")
+        start.add_argument("--store", default="sqlite-vec", help="sqlite-vec, or flaky(INNER,...)")
+        start.add_argument("--collection", default="default")
+        start.add_argument("--batch-size", type=batch_size, default=200)
+        start.add_argument("--max-retries", type=non_negative, default=3)
+        start.add_argument("--max-failed-ratio", type=float, default=0.1)
+        start.add_argument("--name", default="")
+
+        status = actions.add_parser("status", help="one job, or every job")
+        status.add_argument("job_id", nargs="?", type=int)
+        status.add_argument("--json", action="store_true")
+
+        for name, text in [
+            ("cancel", "cancel a pending job, or ask a running one to stop"),
+            ("retry-failed", "queue the documents of the unresolved failures"),
+            ("watch", "a live progress bar until the job ends"),
+        ]:
+            actions.add_parser(name, help=text).add_argument("job_id", type=int)
+
+        verify = actions.add_parser("verify", help="compare the source's ids with the store's")
+        verify.add_argument("job_id", type=int)
+        verify.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        try:
+            getattr(self, "do_" + action.replace("-", "_"))(**options)
+        except (ReindexerError, InvalidTransition) as exc:
+            raise CommandError(str(exc)) from exc
+
+    def do_start(self, **o: Any) -> None:
+        job = create_job(
+            JobSpec(
+                source=o["source"],
+                embedder=o["embedder"],
+                store=o["store"],
+                collection=o["collection"],
+                batch_size=o["batch_size"],
+                max_retries=o["max_retries"],
+                max_failed_ratio=o["max_failed_ratio"],
+                name=o["name"],
+            )
+        )
+        self.stdout.write(f"queued job {job.pk}: {job.name}")
+        self.stdout.write(str(job.pk))
+
+    def do_status(self, *, job_id: int | None, json: bool, **_: Any) -> None:
+        jobs = [get_job(job_id)] if job_id is not None else list(ReindexJob.objects.all())
+        rows = [job_status(job) for job in jobs]
+        if json:
+            self.stdout.write(_dumps(rows[0] if job_id is not None else rows))
+            return
+        for row in rows:
+            total = row["total_docs"] if row["total_docs"] is not None else "?"
+            self.stdout.write(
+                f"{row['id']:>5}  {row['status']:<10} {row['progress'] * 100:5.1f}%  "
+                f"{row['processed_docs']}/{total} processed, {row['failed_docs']} failed  {row['name']}"
+                + (f"  [{row['error']}]" if row["error"] else "")
+            )
+
+    def do_cancel(self, *, job_id: int, **_: Any) -> None:
+        job = cancel_job(get_job(job_id))
+        done = "cancelled" if job.status == "cancelled" else "cancel requested; the worker stops at the next batch"
+        self.stdout.write(f"job {job.pk}: {done}")
+
+    def do_retry_failed(self, *, job_id: int, **_: Any) -> None:
+        retry = retry_failed(get_job(job_id))
+        self.stdout.write(f"queued job {retry.pk}: {retry.name}")
+        self.stdout.write(str(retry.pk))
+
+    def do_verify(self, *, job_id: int, json: bool, **_: Any) -> None:
+        report = verify_job(get_job(job_id))
+        if json:
+            self.stdout.write(_dumps(report))
+        else:
+            for key, value in report.items():
+                self.stdout.write(f"{key}: {value}")
+
+    def do_watch(self, *, job_id: int, **_: Any) -> None:
+        watch_job(get_job(job_id), self.stdout)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=None, sort_keys=False)

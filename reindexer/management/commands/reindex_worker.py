@@ -1,0 +1,33 @@
+"""`reindex_worker [--burst] [--worker-id ID]`: claim queued jobs and process them batch by batch."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from reindexer.worker import Worker, options_from_settings
+
+
+def worker_id(value: str) -> str:
+    if not value or len(value) > 200 or not value.isprintable():
+        raise argparse.ArgumentTypeError("worker id must be 1-200 printable characters")
+    return value
+
+
+class Command(BaseCommand):
+    help = "Claim queued reindex jobs and run them; SIGTERM hands the current job back."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--burst", action="store_true", help="exit once no job is left to claim"
+        )
+        parser.add_argument(
+            "--worker-id", type=worker_id, default=None, help="name shown on claimed jobs (default host:pid)"
+        )
+
+    def handle(self, *args: Any, burst: bool, worker_id: str | None, **options: Any) -> None:
+        worker = Worker(options_from_settings(worker_id, burst))
+        worker.install_signal_handlers()
+        worker.run()

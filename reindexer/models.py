@@ -1,0 +1,415 @@
+"""Jobs, their batch failures and their event timeline, with guarded state transitions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    """Queued, or handed back, and waiting for a worker."""
+    RUNNING = "running", "Running"
+    """Held by the worker named in `worker`, under `lease_token`."""
+    COMPLETED = "completed", "Completed"
+    """Every record was handled; some may have failed within the error budget."""
+    FAILED = "failed", "Failed"
+    """Stopped by a fatal error or by exceeding the error budget; see `error`."""
+    CANCELLED = "cancelled", "Cancelled"
+    """Stopped on an operator's request."""
+
+
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# For each target status, the statuses a job may come from.
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING}),
+    JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+}
+
+MIN_BATCH_SIZE = 1
+MAX_BATCH_SIZE = 10_000
+
+
+class InvalidTransition(Exception):
+    """A state change that the job's current state does not allow; nothing was changed."""
+
+
+class LeaseLost(InvalidTransition):
+    """The worker no longer holds the job's lease (it was reclaimed, cancelled or finished)."""
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created"
+    CLAIMED = "claimed"
+    CHECKPOINT_RESUMED = "checkpoint_resumed"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    HANDED_BACK = "handed_back"
+    RECLAIMED = "reclaimed"
+    RETRY_FAILED_QUEUED = "retry_failed_queued"
+
+
+class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
+    def pending(self) -> ReindexJobQuerySet:
+        """Jobs waiting for a worker."""
+        return self.filter(status=JobStatus.PENDING)
+
+    def running(self) -> ReindexJobQuerySet:
+        """Jobs held by a worker, stale or not."""
+        return self.filter(status=JobStatus.RUNNING)
+
+    def active(self) -> ReindexJobQuerySet:
+        """Jobs that are not finished yet."""
+        return self.filter(status__in=[JobStatus.PENDING, JobStatus.RUNNING])
+
+    def finished(self) -> ReindexJobQuerySet:
+        """Jobs in a final state."""
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def stale(self, now: datetime, lease_seconds: float) -> ReindexJobQuerySet:
+        """Running jobs whose worker has not renewed its lease in time."""
+        return self.running().filter(heartbeat_at__lt=now - timedelta(seconds=lease_seconds))
+
+    def claimable(self, now: datetime, lease_seconds: float) -> ReindexJobQuerySet:
+        """Pending jobs and stale running jobs, oldest first: the worker's claim order."""
+        cutoff = now - timedelta(seconds=lease_seconds)
+        return self.filter(
+            Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
+        ).order_by("created_at", "id")
+
+
+class ReindexJob(models.Model):
+    name = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=max(len(value) for value in JobStatus.values),
+        choices=JobStatus.choices,
+        default=JobStatus.PENDING,
+    )
+
+    source = models.CharField(max_length=1000, help_text="For example jsonl:corpus/docs.jsonl")
+    embedder = models.CharField(max_length=200, default="hashing")
+    store = models.CharField(max_length=1000, default="sqlite-vec")
+    collection = models.CharField(max_length=200, default="default")
+    batch_size = models.PositiveIntegerField(default=200)
+    max_retries = models.PositiveIntegerField(default=3)
+    max_failed_ratio = models.FloatField(default=0.1)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries_queued"
+    )
+
+    total_docs = models.PositiveBigIntegerField(null=True, blank=True)
+    processed_docs = models.PositiveBigIntegerField(default=0)
+    failed_docs = models.PositiveBigIntegerField(default=0)
+    skipped_docs = models.PositiveBigIntegerField(default=0)
+    batches_done = models.PositiveBigIntegerField(default=0)
+    batches_failed = models.PositiveBigIntegerField(default=0)
+    retries = models.PositiveBigIntegerField(default=0)
+    checkpoint = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    trace_context = models.JSONField(default=dict, blank=True)
+
+    objects: ClassVar[ReindexJobQuerySet] = ReindexJobQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("operate_reindexjob", "Can create, cancel and retry reindex jobs")]
+        indexes = [
+            # The claim query: pending jobs, oldest first.
+            models.Index(
+                fields=["created_at", "id"],
+                name="reindexjob_pending_claim",
+                condition=Q(status="pending"),
+            ),
+            # The reclaim query: running jobs by heartbeat age.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="reindexjob_running_heartbeat",
+                condition=Q(status="running"),
+            ),
+            models.Index(fields=["status", "-created_at"], name="reindexjob_status_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(batch_size__gte=MIN_BATCH_SIZE, batch_size__lte=MAX_BATCH_SIZE),
+                name="reindexjob_batch_size_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_failed_ratio__gte=0, max_failed_ratio__lte=1),
+                name="reindexjob_failed_ratio_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="pending", cancel_requested_at__isnull=False),
+                name="reindexjob_pending_not_cancelling",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="running", lease_token__isnull=True),
+                name="reindexjob_running_has_lease",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+    # -- derived figures ---------------------------------------------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def is_cancelling(self) -> bool:
+        return self.status == JobStatus.RUNNING and self.cancel_requested_at is not None
+
+    @property
+    def written_docs(self) -> int:
+        return self.processed_docs - self.failed_docs - self.skipped_docs
+
+    @property
+    def progress(self) -> float:
+        if self.status == JobStatus.COMPLETED:
+            return 1.0
+        if not self.total_docs:
+            return 0.0
+        return min(1.0, self.processed_docs / self.total_docs)
+
+    def elapsed_seconds(self, now: datetime | None = None) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or now or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    def docs_per_second(self, now: datetime | None = None) -> float | None:
+        elapsed = self.elapsed_seconds(now)
+        if not elapsed:
+            return None
+        return self.processed_docs / elapsed
+
+    def eta_seconds(self, now: datetime | None = None) -> float | None:
+        if self.is_finished or self.total_docs is None:
+            return None
+        rate = self.docs_per_second(now)
+        if not rate:
+            return None
+        return max(0.0, (self.total_docs - self.processed_docs) / rate)
+
+    def heartbeat_age(self, now: datetime | None = None) -> float | None:
+        if self.heartbeat_at is None:
+            return None
+        return max(0.0, ((now or timezone.now()) - self.heartbeat_at).total_seconds())
+
+    def is_stalled(self, lease_seconds: float, now: datetime | None = None) -> bool:
+        age = self.heartbeat_age(now)
+        return self.status == JobStatus.RUNNING and age is not None and age > lease_seconds
+
+    # -- guarded transitions -----------------------------------------------------------------
+
+    def _transition(
+        self,
+        to: JobStatus,
+        *,
+        where: Q | None = None,
+        raises: type[InvalidTransition] = InvalidTransition,
+        **updates: Any,
+    ) -> None:
+        """Move to `to` with a conditional UPDATE; raise and change nothing when no row matched."""
+        allowed = ALLOWED_FROM[to]
+        rows = ReindexJob.objects.filter(pk=self.pk, status__in=allowed)
+        if where is not None:
+            rows = rows.filter(where)
+        if rows.update(status=to, **updates) != 1:
+            current = ReindexJob.objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            raise raises(
+                f"job {self.pk} cannot become {to.value}: it is {current or 'gone'}"
+                if current not in allowed
+                else f"job {self.pk} cannot become {to.value}: its lease or state changed"
+            )
+        self.refresh_from_db()
+
+    def claim(self, worker: str, *, now: datetime, lease_seconds: float) -> uuid.UUID:
+        """Take a pending job, or a running one whose lease expired, for `worker`."""
+        token = uuid.uuid4()
+        cutoff = now - timedelta(seconds=lease_seconds)
+        reclaiming = self.status == JobStatus.RUNNING
+        where = (
+            Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff, lease_token=self.lease_token)
+            if reclaiming
+            else Q(status=JobStatus.PENDING)
+        )
+        previous_worker = self.worker
+        self._transition(
+            JobStatus.RUNNING,
+            where=where,
+            worker=worker,
+            lease_token=token,
+            heartbeat_at=now,
+            started_at=self.started_at or now,
+        )
+        if reclaiming:
+            self.log(
+                EventKind.RECLAIMED,
+                worker,
+                f"lease of {previous_worker or 'unknown worker'} expired; "
+                f"resuming from {self.processed_docs} processed",
+            )
+        else:
+            self.log(EventKind.CLAIMED, worker)
+        return token
+
+    def heartbeat(self, token: uuid.UUID, *, now: datetime | None = None) -> None:
+        """Renew the lease; raise LeaseLost if this token no longer holds the job."""
+        updated = ReindexJob.objects.filter(
+            pk=self.pk, status=JobStatus.RUNNING, lease_token=token
+        ).update(heartbeat_at=now or timezone.now())
+        if updated != 1:
+            raise LeaseLost(f"job {self.pk}: lease {token} is no longer held")
+
+    def hand_back(self, token: uuid.UUID, actor: str, reason: str = "worker shutting down") -> None:
+        """Return a running job to the queue with its checkpoint (a graceful stop)."""
+        with transaction.atomic():
+            self._transition(
+                JobStatus.PENDING,
+                where=Q(lease_token=token, cancel_requested_at__isnull=True),
+                raises=LeaseLost,
+                worker="",
+                lease_token=None,
+                heartbeat_at=None,
+            )
+            self.log(EventKind.HANDED_BACK, actor, reason)
+
+    def complete(self, token: uuid.UUID, actor: str) -> None:
+        with transaction.atomic():
+            self._transition(
+                JobStatus.COMPLETED,
+                where=Q(lease_token=token),
+                raises=LeaseLost,
+                finished_at=timezone.now(),
+                lease_token=None,
+            )
+            detail = (
+                f"{self.failed_docs} of {self.processed_docs} documents failed"
+                if self.failed_docs
+                else f"{self.processed_docs} documents"
+            )
+            self.log(EventKind.COMPLETED, actor, detail)
+
+    def fail(self, token: uuid.UUID, actor: str, error: str) -> None:
+        with transaction.atomic():
+            self._transition(
+                JobStatus.FAILED,
+                where=Q(lease_token=token),
+                raises=LeaseLost,
+                finished_at=timezone.now(),
+                lease_token=None,
+                error=error,
+            )
+            self.log(EventKind.FAILED, actor, error)
+
+    def request_cancel(self, actor: str) -> None:
+        """Cancel a pending job now, or ask the worker of a running one to stop at a batch boundary."""
+        with transaction.atomic():
+            try:
+                self._transition(
+                    JobStatus.CANCELLED,
+                    where=Q(status=JobStatus.PENDING),
+                    finished_at=timezone.now(),
+                )
+            except InvalidTransition:
+                updated = ReindexJob.objects.filter(
+                    pk=self.pk, status=JobStatus.RUNNING, cancel_requested_at__isnull=True
+                ).update(cancel_requested_at=timezone.now())
+                self.refresh_from_db()
+                if updated != 1:
+                    if self.is_cancelling:
+                        raise InvalidTransition(
+                            f"job {self.pk} is already cancelling"
+                        ) from None
+                    raise InvalidTransition(
+                        f"job {self.pk} cannot be cancelled: it is {self.status}"
+                    ) from None
+                self.log(EventKind.CANCEL_REQUESTED, actor)
+                return
+            self.log(EventKind.CANCEL_REQUESTED, actor)
+            self.log(EventKind.CANCELLED, actor, "cancelled before it started")
+
+    def confirm_cancel(self, token: uuid.UUID, actor: str) -> None:
+        """The worker's acknowledgement of a cancel request, at a batch boundary."""
+        with transaction.atomic():
+            self._transition(
+                JobStatus.CANCELLED,
+                where=Q(lease_token=token, cancel_requested_at__isnull=False),
+                raises=LeaseLost,
+                finished_at=timezone.now(),
+                lease_token=None,
+            )
+            self.log(EventKind.CANCELLED, actor, f"stopped after {self.processed_docs} documents")
+
+    def log(self, kind: EventKind, actor: str, detail: str = "") -> JobEvent:
+        return JobEvent.objects.create(job=self, kind=kind, actor=actor, detail=detail)
+
+
+class BatchFailureQuerySet(models.QuerySet["BatchFailure"]):
+    def unresolved(self) -> BatchFailureQuerySet:
+        """Failures whose documents have not been written by a later retry."""
+        return self.filter(resolved_at__isnull=True)
+
+
+class BatchFailure(models.Model):
+    job = models.ForeignKey(ReindexJob, on_delete=models.CASCADE, related_name="failures")
+    batch_number = models.PositiveIntegerField()
+    doc_ids = models.JSONField(default=list)
+    error_type = models.CharField(max_length=200)
+    message = models.TextField()
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    transient = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[BatchFailureQuerySet] = BatchFailureQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        ordering = ["batch_number", "id"]
+        indexes = [models.Index(fields=["job", "batch_number"], name="batchfailure_job_batch")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} batch {self.batch_number}: {self.error_type}"
+
+
+class JobEvent(models.Model):
+    job = models.ForeignKey(ReindexJob, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=max(len(v) for v in EventKind.values), choices=EventKind.choices)
+    actor = models.CharField(max_length=200)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["job", "at"], name="jobevent_job_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} by {self.actor}"
+

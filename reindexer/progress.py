@@ -1,0 +1,85 @@
+"""Publishing job progress to the channel layer, from the synchronous worker.
+
+Messages carry only the job id: consumers re-read the row and render it, so a lost or coalesced
+message never leaves a stale number on screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+JOBS_GROUP = "jobs"
+PROGRESS_MESSAGE = "job.progress"
+
+
+def job_group(job_id: int) -> str:
+    return f"job-{job_id}"
+
+
+def progress_message(job_id: int) -> dict[str, Any]:
+    return {"type": PROGRESS_MESSAGE, "job_id": job_id}
+
+
+def crosses_processes(layer: Any) -> bool:
+    """Whether messages sent on `layer` reach other processes (Redis does, in-memory doesn't)."""
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
+
+
+class ProgressPublisher:
+    """Fire-and-forget group sends on a private event loop, at most one per `min_interval` a job.
+
+    Without a cross-process layer it publishes nothing; the dashboard's relay reads the database.
+    """
+
+    def __init__(self, min_interval: float = 0.1) -> None:
+        self.min_interval = min_interval
+        self._layer = get_channel_layer()
+        self._enabled = crosses_processes(self._layer)
+        self._last: dict[int, float] = {}
+        self._pending: list[Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if self._enabled:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, name="progress-publisher", daemon=True).start()
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def publish(self, job_id: int, *, force: bool = False) -> None:
+        if self._loop is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last.get(job_id, 0.0) < self.min_interval:
+            return
+        self._last[job_id] = now
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(asyncio.run_coroutine_threadsafe(self._send(job_id), self._loop))
+
+    async def _send(self, job_id: int) -> None:
+        message = progress_message(job_id)
+        try:
+            await self._layer.group_send(job_group(job_id), message)
+            await self._layer.group_send(JOBS_GROUP, message)
+        except Exception:
+            # Progress is advisory: the row in the database stays the source of truth.
+            logger.warning("could not publish progress of job %s", job_id, exc_info=True)
+
+    def close(self, timeout: float = 2.0) -> None:
+        for future in self._pending:
+            try:
+                future.result(timeout=timeout)
+            except Exception:  # noqa: S110 - already logged in _send, or timed out on shutdown
+                pass
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None

@@ -1,0 +1,78 @@
+"""`directory:PATH`: the *.txt and *.md files below a folder, in path order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from reindexer.documents import Document, Malformed, Record
+from reindexer.errors import SourceUnavailable
+from reindexer.sources.base import Checkpoint
+
+SUFFIXES = frozenset({".txt", ".md"})
+
+
+class DirectorySource:
+    def __init__(self, spec: str, root: Path) -> None:
+        self.spec = spec
+        self.root = root
+
+    def paths(self) -> list[str]:
+        """Relative POSIX paths of the files to index, sorted; links are listed, not followed."""
+        if not self.root.is_dir():
+            raise SourceUnavailable(f"source folder is gone: {self.root}")
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            dirnames.sort()
+            for name in filenames:
+                if Path(name).suffix.lower() in SUFFIXES:
+                    found.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        found.sort()
+        return found
+
+    def count(self) -> int:
+        return len(self.paths())
+
+    def open(self, checkpoint: Checkpoint | None = None) -> DirectoryReader:
+        return DirectoryReader(self.root, self.paths(), int((checkpoint or {}).get("index", 0)))
+
+
+class DirectoryReader:
+    def __init__(self, root: Path, paths: list[str], start: int) -> None:
+        self._root = root
+        self._paths = paths
+        self._index = start
+
+    def __iter__(self) -> Iterator[Record]:
+        while self._index < len(self._paths):
+            rel = self._paths[self._index]
+            self._index += 1
+            yield self._read(rel)
+
+    def _read(self, rel: str) -> Record:
+        path = self._root / rel
+        if path.is_symlink():
+            return Malformed(rel, rel, f"{rel}: symbolic link not followed")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return Malformed(rel, rel, f"{rel}: file vanished before it was read")
+        except OSError as exc:
+            if not self._root.is_dir():
+                raise SourceUnavailable(f"source folder is gone: {self._root}") from exc
+            return Malformed(rel, rel, f"{rel}: unreadable ({exc.strerror})")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return Malformed(rel, rel, f"{rel}: not valid UTF-8")
+        if not text.strip():
+            return Malformed(rel, rel, f"{rel}: empty file")
+        return Document(rel, text, {"path": rel, "bytes": len(data)})
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"index": self._index}
+
+    def close(self) -> None:
+        self._paths = []

@@ -1,0 +1,40 @@
+"""The Protocol every vector store implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reindexer.documents import Document
+from reindexer.embedders import Vectors
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    distance: float
+    text: str
+    metadata: dict[str, Any]
+
+
+class VectorStore(Protocol):
+    def upsert(self, docs: Sequence[Document], vectors: Vectors) -> None:
+        """Write the documents; idempotent by id, so a re-upsert leaves one row per id."""
+        ...
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove these ids; returns how many rows went."""
+        ...
+
+    def count(self) -> int: ...
+
+    def ids(self) -> Iterator[str]:
+        """Every stored id, one per row (so a duplicate shows up twice)."""
+        ...
+
+    def search(self, vector: Vectors, k: int = 10) -> list[Hit]:
+        """The k nearest documents by cosine distance, nearest first."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,113 @@
+"""`flaky(INNER,...)`: a real store wrapped to fail on a schedule, for tests, demos and drills."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from reindexer.documents import Document
+from reindexer.embedders import Vectors
+from reindexer.errors import PermanentError, SpecError, TransientError
+from reindexer.stores.base import Hit, VectorStore
+
+
+@dataclass(frozen=True)
+class FlakyOptions:
+    inner: str
+    transient: float = 0.0
+    permanent: float = 0.0
+    poison: frozenset[str] = field(default_factory=frozenset)
+    latency_ms: float = 0.0
+    seed: int = 0
+
+
+def _rate(key: str, value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise SpecError(f"flaky: {key}={value!r} is not a number") from None
+    if not 0.0 <= rate <= 1.0:
+        raise SpecError(f"flaky: {key} must be between 0 and 1, got {value}")
+    return rate
+
+
+def parse_flaky(spec: str) -> FlakyOptions:
+    """Parse `flaky(INNER,transient=R,permanent=R,poison=ID,...,latency=MS,seed=N)`.
+
+    A value runs to the next `,` or the closing `)`, so poisoned ids may hold `<`, `=`, `/`...
+    """
+    if not (spec.startswith("flaky(") and spec.endswith(")")):
+        raise SpecError(f"store {spec!r} must look like flaky(INNER,key=value,...)")
+    inner, *options = spec[len("flaky(") : -1].split(",")
+    if not inner or "=" in inner:
+        raise SpecError(f"flaky store {spec!r} must name its inner store first")
+    transient = permanent = latency = 0.0
+    seed = 0
+    poison: set[str] = set()
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise SpecError(f"flaky: option {option!r} must be key=value")
+        if key == "transient":
+            transient = _rate(key, value)
+        elif key == "permanent":
+            permanent = _rate(key, value)
+        elif key == "poison":
+            if not value:
+                raise SpecError("flaky: poison needs a document id")
+            poison.add(value)
+        elif key == "latency":
+            try:
+                latency = float(value)
+            except ValueError:
+                raise SpecError(f"flaky: latency={value!r} is not a number") from None
+            if not 0 <= latency <= 60_000:
+                raise SpecError("flaky: latency must be between 0 and 60000 ms")
+        elif key == "seed":
+            try:
+                seed = int(value)
+            except ValueError:
+                raise SpecError(f"flaky: seed={value!r} is not an integer") from None
+        else:
+            raise SpecError(
+                f"flaky: unknown option {key!r} (known: transient, permanent, poison, latency, seed)"
+            )
+    return FlakyOptions(inner, transient, permanent, frozenset(poison), latency, seed)
+
+
+class FlakyStore:
+    """Delegates to `inner`, raising TransientError or PermanentError on the configured schedule."""
+
+    def __init__(self, inner: VectorStore, options: FlakyOptions) -> None:
+        self.inner = inner
+        self.options = options
+        self._random = random.Random(options.seed)  # noqa: S311 - fault injection, not crypto
+
+    def upsert(self, docs: Sequence[Document], vectors: Vectors) -> None:
+        if self.options.latency_ms:
+            time.sleep(self.options.latency_ms / 1000)
+        poisoned = [doc.id for doc in docs if doc.id in self.options.poison]
+        if poisoned:
+            raise PermanentError(f"poisoned document {poisoned[0]!r} rejected by the store")
+        if self._random.random() < self.options.transient:
+            raise TransientError("simulated store timeout (flaky transient)")
+        if self._random.random() < self.options.permanent:
+            raise PermanentError("simulated store rejection (flaky permanent)")
+        self.inner.upsert(docs, vectors)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        return self.inner.delete(ids)
+
+    def count(self) -> int:
+        return self.inner.count()
+
+    def ids(self) -> Iterator[str]:
+        return self.inner.ids()
+
+    def search(self, vector: Vectors, k: int = 10) -> list[Hit]:
+        return self.inner.search(vector, k)
+
+    def close(self) -> None:
+        self.inner.close()

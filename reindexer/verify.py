@@ -1,0 +1,58 @@
+"""`reindex verify`: compare the ids a job's source yields with the ids in its store."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from reindexer.documents import Document
+from reindexer.embedders import open_embedder
+from reindexer.models import BatchFailure, ReindexJob
+from reindexer.sources import open_source
+from reindexer.stores import open_store
+
+SAMPLE_SIZE = 20
+
+
+def _job_family(job: ReindexJob) -> list[int]:
+    """The job and every retry queued from it, transitively."""
+    family = [job.pk]
+    frontier = [job.pk]
+    while frontier:
+        frontier = list(ReindexJob.objects.filter(retry_of_id__in=frontier).values_list("pk", flat=True))
+        family.extend(frontier)
+    return family
+
+
+def verify_job(job: ReindexJob) -> dict[str, Any]:
+    source = open_source(job.source)
+    source_ids: set[str] = set()
+    reader = source.open()
+    try:
+        for record in reader:
+            if isinstance(record, Document):
+                source_ids.add(record.id)
+    finally:
+        reader.close()
+
+    store = open_store(job.store, job.collection, open_embedder(job.embedder).dimensions)
+    try:
+        stored = Counter(store.ids())
+    finally:
+        store.close()
+
+    recorded: set[str] = set()
+    failures = BatchFailure.objects.unresolved().filter(job_id__in=_job_family(job))
+    for doc_ids in failures.values_list("doc_ids", flat=True):
+        recorded.update(doc_ids)
+    failed_recorded = source_ids & recorded
+    missing = sorted(source_ids - stored.keys() - failed_recorded)
+    return {
+        "job": job.pk,
+        "source_docs": len(source_ids),
+        "in_store": len(stored),
+        "failed_recorded": len(failed_recorded),
+        "missing": len(missing),
+        "duplicates": sum(1 for n in stored.values() if n > 1),
+        "missing_sample": missing[:SAMPLE_SIZE],
+    }

@@ -1,0 +1,133 @@
+"""The worker loop: claim a job, run it, repeat; hand the job back on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from reindexer import conf, telemetry
+from reindexer.engine import EngineOptions, JobRunner
+from reindexer.models import InvalidTransition, ReindexJob
+from reindexer.progress import ProgressPublisher
+
+logger = logging.getLogger(__name__)
+
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    worker_id: str
+    burst: bool = False
+    poll_seconds: float = 1.0
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    backoff_seconds: float = 0.1
+    startup_jitter_seconds: float = 0.0
+
+
+def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.UUID] | None:
+    """Claim the oldest pending job, or a running one whose lease expired, for `worker_id`.
+
+    Row locks (`skip_locked`) keep workers apart where the database has them; on SQLite the
+    IMMEDIATE transaction serialises claims. Either way the guarded UPDATE in `claim` decides.
+    """
+    while True:
+        now = timezone.now()
+        with transaction.atomic():
+            job = (
+                ReindexJob.objects.claimable(now, lease_seconds)
+                .select_for_update(skip_locked=True)
+                .first()
+            )
+            if job is None:
+                return None
+            try:
+                token = job.claim(worker_id, now=now, lease_seconds=lease_seconds)
+            except InvalidTransition:
+                continue  # another worker won it between our read and our update
+            return job, token
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.stop = threading.Event()
+        self._previous: dict[int, SignalHandler] = {}
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        logger.info(
+            "worker %s: %s received; finishing the current batch, then stopping",
+            self.options.worker_id,
+            signal.Signals(signum).name,
+        )
+        self.stop.set()
+        # A second signal behaves as it would have without us.
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def run(self) -> int:
+        """Process jobs until stopped (or, with `burst`, until nothing is left); returns a count."""
+        options = self.options
+        telemetry.configure_tracing(service_name="reindexer-worker")
+        publisher = ProgressPublisher()
+        engine_options = EngineOptions(options.heartbeat_seconds, options.backoff_seconds)
+        processed = 0
+        logger.info("worker %s started (burst=%s)", options.worker_id, options.burst)
+        if options.startup_jitter_seconds:
+            self.stop.wait(random.uniform(0, options.startup_jitter_seconds))  # noqa: S311
+        try:
+            while not self.stop.is_set():
+                close_old_connections()
+                claimed = claim_next(options.worker_id, options.lease_seconds)
+                if claimed is None:
+                    if options.burst:
+                        break
+                    self.stop.wait(options.poll_seconds)
+                    continue
+                job, token = claimed
+                logger.info("worker %s: running job %s (%s)", options.worker_id, job.pk, job.name)
+                publisher.publish(job.pk, force=True)
+                outcome = JobRunner(
+                    job, token, options.worker_id,
+                    stop=self.stop, options=engine_options, publisher=publisher,
+                ).run()
+                logger.info("worker %s: job %s %s", options.worker_id, job.pk, outcome)
+                processed += 1
+        finally:
+            publisher.close()
+            close_old_connections()
+        return processed
+
+
+def options_from_settings(worker_id: str | None, burst: bool) -> WorkerOptions:
+    settings = conf.get()
+    return WorkerOptions(
+        worker_id=worker_id or default_worker_id(),
+        burst=burst,
+        poll_seconds=min(1.0, settings.heartbeat_seconds),
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        backoff_seconds=settings.retry_backoff_seconds,
+        startup_jitter_seconds=0.0 if burst else 0.5,
+    )

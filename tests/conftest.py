@@ -1,0 +1,106 @@
+"""Shared fixtures: an isolated data dir per test, corpora, users, and a worker subprocess env."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+
+from reindexer.conf import ReindexerSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, settings: Any) -> Path:
+    """Every test gets its own data dir (stores, corpora), which is also the only source root."""
+    path = tmp_path / "data"
+    path.mkdir()
+    settings.REINDEXER = dataclasses.replace(
+        settings.REINDEXER,
+        data_dir=path,
+        source_roots=(path,),
+        lease_seconds=30.0,
+        heartbeat_seconds=5.0,
+        retry_backoff_seconds=0.001,
+    )
+    return path
+
+
+def _doc(i: int) -> dict[str, Any]:
+    words = ["vector", "store", "embedding", "batch", "index", "search", "query", "document"]
+    text = " ".join(words[(i * 7 + k) % len(words)] for k in range(12))
+    return {"id": f"doc-{i}", "text": f"document {i}: {text}", "metadata": {"n": i}}
+
+
+@pytest.fixture
+def make_corpus(data_dir: Path) -> Callable[..., Path]:
+    """Write a JSONL corpus of `n` documents (plus any `extra_lines`) into the data dir."""
+
+    def make(n: int, name: str = "docs.jsonl", extra_lines: list[str] | None = None) -> Path:
+        path = data_dir / name
+        with path.open("w", encoding="utf-8") as f:
+            for i in range(n):
+                f.write(json.dumps(_doc(i)) + "\n")
+            for line in extra_lines or []:
+                f.write(line + "\n")
+        return path
+
+    return make
+
+
+def _user(username: str, *perms: str) -> User:
+    user = User.objects.create_user(username, password="pw-" + username)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+@pytest.fixture
+def viewer(db: None) -> User:
+    """May see jobs, not operate them."""
+    return _user("viewer", "view_reindexjob")
+
+
+@pytest.fixture
+def operator(db: None) -> User:
+    """May see, create, cancel and retry jobs."""
+    return _user("operator", "view_reindexjob", "operate_reindexjob")
+
+
+@pytest.fixture
+def worker_env(data_dir: Path) -> Iterator[dict[str, str]]:
+    """Environment for a subprocess (worker, command, daphne) sharing this test's database.
+
+    Use with `@pytest.mark.django_db(transaction=True)` so the subprocess sees committed rows.
+    """
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    env.update(
+        REINDEXER_DATA_DIR=str(data_dir),
+        REINDEXER_SOURCE_ROOTS=str(data_dir),
+        REINDEXER_RETRY_BACKOFF_SECONDS="0.001",
+        DJANGO_SETTINGS_MODULE="reindexer.settings",
+        PYTHONUNBUFFERED="1",
+    )
+    yield env
+
+
+@pytest.fixture
+def manage() -> list[str]:
+    """argv prefix that runs manage.py with this interpreter."""
+    return [sys.executable, str(REPO_ROOT / "manage.py")]
