@@ -60,7 +60,8 @@ class BatchCommitter:
         assignments = ", ".join(f"{q(c)} = {q(c)} + %s" for c in counters)
         table = q(meta.db_table)
         self._update_sql = (
-            f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %s, {q('heartbeat_at')} = %s "
+            f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %s, {q('heartbeat_at')} = %s, "
+            f"{q('updated_at')} = %s "
             f"WHERE {q('id')} = %s AND {q('lease_token')} = %s AND {q('status')} = %s"
         )
         self._cancel_sql = (
@@ -80,6 +81,7 @@ class BatchCommitter:
         params = [
             processed, failed, 0, 1, 1 if failed else 0, outcome.retries,
             self._checkpoint_field.get_db_prep_save(checkpoint, connection),
+            connection.ops.adapt_datetimefield_value(now),
             connection.ops.adapt_datetimefield_value(now),
             self.job.pk, self._token_param, JobStatus.RUNNING.value,
         ]
@@ -112,6 +114,7 @@ class BatchCommitter:
         job.retries += outcome.retries
         job.checkpoint = checkpoint
         job.heartbeat_at = now
+        job.updated_at = now
         return row is not None and row[0] is not None
 
 
@@ -217,7 +220,7 @@ class JobRunner:
     def _set_total(self, total: int) -> None:
         updated = ReindexJob.objects.filter(
             pk=self.job.pk, lease_token=self.token, status=JobStatus.RUNNING
-        ).update(total_docs=total)
+        ).update(total_docs=total, updated_at=timezone.now())
         if updated != 1:
             raise LeaseLost(f"job {self.job.pk}: lease lost before it started")
         self.job.total_docs = total

@@ -122,6 +122,8 @@ class ReindexJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set by every write, so that a relay can find the rows that changed since it last looked.
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
     worker = models.CharField(max_length=200, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
@@ -240,7 +242,7 @@ class ReindexJob(models.Model):
         rows = ReindexJob.objects.filter(pk=self.pk, status__in=allowed)
         if where is not None:
             rows = rows.filter(where)
-        if rows.update(status=to, **updates) != 1:
+        if rows.update(status=to, updated_at=timezone.now(), **updates) != 1:
             current = ReindexJob.objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise raises(
                 f"job {self.pk} cannot become {to.value}: it is {current or 'gone'}"
@@ -283,7 +285,7 @@ class ReindexJob(models.Model):
         """Renew the lease; raise LeaseLost if this token no longer holds the job."""
         updated = ReindexJob.objects.filter(
             pk=self.pk, status=JobStatus.RUNNING, lease_token=token
-        ).update(heartbeat_at=now or timezone.now())
+        ).update(heartbeat_at=now or timezone.now(), updated_at=timezone.now())
         if updated != 1:
             raise LeaseLost(f"job {self.pk}: lease {token} is no longer held")
 
@@ -340,7 +342,7 @@ class ReindexJob(models.Model):
             except InvalidTransition:
                 updated = ReindexJob.objects.filter(
                     pk=self.pk, status=JobStatus.RUNNING, cancel_requested_at__isnull=True
-                ).update(cancel_requested_at=timezone.now())
+                ).update(cancel_requested_at=timezone.now(), updated_at=timezone.now())
                 self.refresh_from_db()
                 if updated != 1:
                     if self.is_cancelling:
