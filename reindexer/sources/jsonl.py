@@ -11,7 +11,10 @@ from reindexer.documents import Malformed, Record
 from reindexer.errors import SourceUnavailable
 from reindexer.sources.base import Checkpoint
 from reindexer.sources.seen import SeenIds
-from reindexer.sources.validation import to_record
+from reindexer.sources.validation import mark_duplicates, to_record
+
+# Lines parsed and checked for duplicates together; small enough to keep memory flat.
+CHUNK_LINES = 256
 
 
 class JsonlSource:
@@ -31,6 +34,8 @@ class JsonlSource:
 
 
 class JsonlReader:
+    """Yields records in file order; `checkpoint()` is the byte offset after the last one yielded."""
+
     def __init__(self, path: Path, checkpoint: Checkpoint) -> None:
         self._seen = SeenIds()
         try:
@@ -38,38 +43,60 @@ class JsonlReader:
         except OSError as exc:
             self._seen.close()
             raise SourceUnavailable(f"cannot read {path}: {exc}") from exc
-        self._offset = 0
-        self._line = 0
+        self._read_offset = 0
+        self._read_line = 0
+        self._position = {"offset": 0, "line": 0}
         resume_at = int(checkpoint.get("offset", 0))
-        # Replay the ids before the checkpoint so duplicates are still caught after a resume.
+        # Replay the ids before the checkpoint, so duplicates are still caught after a resume.
         for _record in self._records(stop_at=resume_at):
             pass
 
-    def _records(self, stop_at: int | None = None) -> Iterator[Record]:
-        for raw in self._file:
-            if stop_at is not None and self._offset >= stop_at:
-                self._file.seek(self._offset)
+    def _chunks(self, stop_at: int | None) -> Iterator[list[tuple[Record, int, int]]]:
+        """Chunks of (record, offset after it, its line number), duplicates marked."""
+        records: list[Record] = []
+        locators: list[str] = []
+        ends: list[tuple[int, int]] = []
+        while True:
+            if stop_at is not None and self._read_offset >= stop_at:
+                raw = b""
+            else:
+                raw = self._file.readline()
+            if raw:
+                self._read_offset += len(raw)
+                self._read_line += 1
+                if raw.strip():
+                    locator = f"line {self._read_line}"
+                    records.append(self._parse(raw, locator))
+                    locators.append(locator)
+                    ends.append((self._read_offset, self._read_line))
+            if records and (not raw or len(records) >= CHUNK_LINES):
+                marked = mark_duplicates(records, locators, self._seen)
+                yield [(r, offset, line) for r, (offset, line) in zip(marked, ends, strict=True)]
+                records, locators, ends = [], [], []
+            if not raw:
                 return
-            self._offset += len(raw)
-            self._line += 1
-            if not raw.strip():
-                continue
-            yield self._parse(raw, f"line {self._line}")
 
-    def _parse(self, raw: bytes, locator: str) -> Record:
+    def _records(self, stop_at: int | None = None) -> Iterator[Record]:
+        for chunk in self._chunks(stop_at):
+            for record, offset, line in chunk:
+                self._position = {"offset": offset, "line": line}
+                yield record
+
+    @staticmethod
+    def _parse(raw: bytes, locator: str) -> Record:
         try:
             value: Any = json.loads(raw)
         except UnicodeDecodeError:
             return Malformed(locator, locator, f"{locator}: not valid UTF-8")
         except json.JSONDecodeError as exc:
             return Malformed(locator, locator, f"{locator}: invalid JSON ({exc.msg})")
-        return to_record(value, locator, self._seen)
+        return to_record(value, locator)
 
     def __iter__(self) -> Iterator[Record]:
         return self._records()
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"offset": self._offset, "line": self._line}
+        return dict(self._position)
 
     def close(self) -> None:
         self._file.close()

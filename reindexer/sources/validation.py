@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from reindexer.documents import Document, Malformed, Record
 from reindexer.sources.seen import SeenIds
 
 
-def to_record(value: Any, locator: str, seen: SeenIds) -> Record:
-    """A Document when `value` is a well-formed JSON object, else a Malformed saying why."""
+def to_record(value: Any, locator: str) -> Record:
+    """A Document when `value` is a well-formed JSON object, else a Malformed saying why.
+
+    Duplicates are a property of the whole source, so `mark_duplicates` catches them afterwards.
+    """
     if not isinstance(value, dict):
         return Malformed(locator, locator, f"{locator}: not a JSON object")
     doc_id = value.get("id")
@@ -21,8 +25,21 @@ def to_record(value: Any, locator: str, seen: SeenIds) -> Record:
     metadata = value.get("metadata", {})
     if not isinstance(metadata, dict):
         return Malformed(doc_id, locator, f"{locator}: 'metadata' must be an object")
-    if not seen.add(doc_id):
-        return Malformed(
-            f"{doc_id} ({locator})", locator, f"{locator}: duplicate id {doc_id!r}"
-        )
     return Document(doc_id, text, metadata)
+
+
+def mark_duplicates(
+    records: Sequence[Record], locators: Sequence[str], seen: SeenIds
+) -> list[Record]:
+    """`records` with every document whose id came earlier in the source turned into a Malformed.
+
+    The failure's id names the line too, so it never collides with the first, written copy.
+    """
+    docs = [(i, r) for i, r in enumerate(records) if isinstance(r, Document)]
+    fresh = seen.add_many([doc.id for _, doc in docs])
+    result = list(records)
+    for (i, doc), is_new in zip(docs, fresh, strict=True):
+        if not is_new:
+            locator = locators[i]
+            result[i] = Malformed(f"{doc.id} ({locator})", locator, f"{locator}: duplicate id {doc.id!r}")
+    return result
