@@ -33,6 +33,8 @@ pytest: $(STAMP) chromium
 
 # The same suite again on the PostgreSQL server this machine runs (127.0.0.1:5432).
 pytest-postgres: $(STAMP) chromium
+	@$(BIN)/python -c "import psycopg; psycopg.connect('postgresql://postgres@127.0.0.1:5432/postgres', connect_timeout=5).close()" \
+	  || { echo "PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres); the PostgreSQL run of the suite needs it" >&2; exit 1; }
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer $(BIN)/pytest -p no:cacheprovider -m "not browser"
 
 test: lint typecheck pytest pytest-postgres
@@ -42,10 +44,14 @@ demo: $(STAMP)
 	$(BIN)/python manage.py reindex_demo
 
 run: demo
+	@echo
+	@echo "Reindexer dashboard: http://127.0.0.1:$${PORT:-8000}/  (log in as 'operator' with the password above; Ctrl-C stops web and worker)"
+	@echo
 	$(BIN)/honcho start
 
-bench: $(STAMP)
+bench: $(STAMP) chromium
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) var
