@@ -45,7 +45,7 @@ demo: $(STAMP)
 
 run: demo
 	@echo
-	@echo "Reindexer dashboard: http://127.0.0.1:$${PORT:-8000}/  (log in as 'operator' with the password above; Ctrl-C stops web and worker)"
+	@echo "Reindexer dashboard: http://127.0.0.1:$${REINDEXER_PORT:-8000}/  (log in as 'operator' with the password above; Ctrl-C stops web and worker)"
 	@echo
 	$(BIN)/honcho start
 
