@@ -51,7 +51,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""
-        ceiling = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+        ceiling = min(self.backoff_cap_seconds, self.backoff_seconds * 2.0 ** (attempt - 1))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
     @property
@@ -61,7 +61,7 @@ class RetryPolicy:
 
 
 class BatchWriter:
-    """Writes batches for one job; keeps the count of consecutive transient failures between them."""
+    """Writes batches for one job; counts consecutive transient failures across batches."""
 
     def __init__(
         self,

@@ -14,7 +14,13 @@ from django.utils import timezone
 from opentelemetry import trace
 
 from reindexer import telemetry
-from reindexer.batching import BatchOutcome, BatchWriter, FailureRecord, RetryPolicy, StoreUnreachable
+from reindexer.batching import (
+    BatchOutcome,
+    BatchWriter,
+    FailureRecord,
+    RetryPolicy,
+    StoreUnreachable,
+)
 from reindexer.documents import Document, Malformed, Record
 from reindexer.embedders import open_embedder
 from reindexer.errors import ReindexerError
@@ -43,7 +49,7 @@ class Outcome:
 
 
 class BatchCommitter:
-    """Commits one batch's counters, checkpoint and failures in one transaction, fenced by the lease.
+    """Commits a batch's counters, checkpoint and failures in one transaction, fenced by the lease.
 
     The counter UPDATE is the hot path of a job, so its SQL is built once, not per batch by the ORM.
     """
@@ -55,18 +61,23 @@ class BatchCommitter:
         q = connection.ops.quote_name
         self._token_param = meta.get_field("lease_token").get_db_prep_value(token, connection)
         self._checkpoint_field = meta.get_field("checkpoint")
-        counters = ["processed_docs", "failed_docs", "skipped_docs", "batches_done",
-                    "batches_failed", "retries"]
+        counters = [
+            "processed_docs",
+            "failed_docs",
+            "skipped_docs",
+            "batches_done",
+            "batches_failed",
+            "retries",
+        ]
         assignments = ", ".join(f"{q(c)} = {q(c)} + %s" for c in counters)
         table = q(meta.db_table)
+        # Identifiers come quoted from the model's meta; every value is a query parameter.
         self._update_sql = (
-            f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %s, {q('heartbeat_at')} = %s, "
-            f"{q('updated_at')} = %s "
+            f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %s, "  # noqa: S608
+            f"{q('heartbeat_at')} = %s, {q('updated_at')} = %s "
             f"WHERE {q('id')} = %s AND {q('lease_token')} = %s AND {q('status')} = %s"
         )
-        self._cancel_sql = (
-            f"SELECT {q('cancel_requested_at')} FROM {table} WHERE {q('id')} = %s"
-        )
+        self._cancel_sql = f"SELECT {q('cancel_requested_at')} FROM {table} WHERE {q('id')} = %s"  # noqa: S608
 
     def commit(
         self,
@@ -79,33 +90,39 @@ class BatchCommitter:
         failed = outcome.failed_docs
         now = timezone.now()
         params = [
-            processed, failed, 0, 1, 1 if failed else 0, outcome.retries,
+            processed,
+            failed,
+            0,
+            1,
+            1 if failed else 0,
+            outcome.retries,
             self._checkpoint_field.get_db_prep_save(checkpoint, connection),
             connection.ops.adapt_datetimefield_value(now),
             connection.ops.adapt_datetimefield_value(now),
-            self.job.pk, self._token_param, JobStatus.RUNNING.value,
+            self.job.pk,
+            self._token_param,
+            JobStatus.RUNNING.value,
         ]
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(self._update_sql, params)
-                if cursor.rowcount != 1:
-                    raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
-                if outcome.failures:
-                    BatchFailure.objects.bulk_create(
-                        BatchFailure(
-                            job=self.job,
-                            batch_number=batch_number,
-                            doc_ids=f.doc_ids,
-                            error_type=f.error_type[:200],
-                            message=f.message,
-                            traceback=f.traceback,
-                            attempts=f.attempts,
-                            transient=f.transient,
-                        )
-                        for f in outcome.failures
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(self._update_sql, params)
+            if cursor.rowcount != 1:
+                raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
+            if outcome.failures:
+                BatchFailure.objects.bulk_create(
+                    BatchFailure(
+                        job=self.job,
+                        batch_number=batch_number,
+                        doc_ids=f.doc_ids,
+                        error_type=f.error_type[:200],
+                        message=f.message,
+                        traceback=f.traceback,
+                        attempts=f.attempts,
+                        transient=f.transient,
                     )
-                cursor.execute(self._cancel_sql, [self.job.pk])
-                row = cursor.fetchone()
+                    for f in outcome.failures
+                )
+            cursor.execute(self._cancel_sql, [self.job.pk])
+            row = cursor.fetchone()
         job = self.job
         job.processed_docs += processed
         job.failed_docs += failed
@@ -241,7 +258,9 @@ class JobRunner:
                 outcome = self._write_batch(writer, records, batch_number)
             except StoreUnreachable as exc:
                 return self._fail(f"store unreachable: {exc}")
-            cancel_requested = committer.commit(batch_number, len(records), outcome, reader.checkpoint())
+            cancel_requested = committer.commit(
+                batch_number, len(records), outcome, reader.checkpoint()
+            )
             self._publish()
             if self._over_budget(final=False):
                 return self._fail(self._budget_error())
@@ -249,8 +268,7 @@ class JobRunner:
                 job.confirm_cancel(self.token, self.worker_id)
                 return Outcome.CANCELLED
             if self.stop.is_set():
-                job.hand_back(self.token, self.worker_id, "worker shutting down; resumes from its checkpoint")
-                return Outcome.HANDED_BACK
+                return self._hand_back()
         if self._over_budget(final=True):
             return self._fail(self._budget_error())
         with transaction.atomic():
@@ -261,7 +279,22 @@ class JobRunner:
                 )
         return Outcome.COMPLETED
 
-    def _write_batch(self, writer: BatchWriter, records: Sequence[Record], batch_number: int) -> BatchOutcome:
+    def _hand_back(self) -> str:
+        try:
+            self.job.hand_back(
+                self.token, self.worker_id, "worker shutting down; resumes from its checkpoint"
+            )
+        except LeaseLost:
+            # A cancel request that arrived after this batch's commit forbids the hand-back (a
+            # pending job cannot be cancelling): honour the cancel now rather than leave the job
+            # running, unowned, until its lease expires. Raises LeaseLost if the lease really went.
+            self.job.confirm_cancel(self.token, self.worker_id)
+            return Outcome.CANCELLED
+        return Outcome.HANDED_BACK
+
+    def _write_batch(
+        self, writer: BatchWriter, records: Sequence[Record], batch_number: int
+    ) -> BatchOutcome:
         docs = [r for r in records if isinstance(r, Document)]
         with telemetry.tracer().start_as_current_span(
             "reindex.batch",
@@ -278,9 +311,7 @@ class JobRunner:
             span.set_attribute("reindex.attempts", 1 + outcome.retries)
             span.set_attribute("reindex.written", outcome.written)
             span.set_attribute("reindex.failed", outcome.failed_docs)
-            span.set_attribute(
-                "reindex.outcome", "partial" if outcome.failures else "ok"
-            )
+            span.set_attribute("reindex.outcome", "partial" if outcome.failures else "ok")
             for failure in outcome.failures:
                 if failure.error_type != "MalformedRecord":
                     span.add_event(

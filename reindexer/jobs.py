@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -49,15 +49,24 @@ class JobSpec:
                 f"got {self.batch_size}"
             )
         if not 0 <= self.max_retries <= MAX_RETRIES_LIMIT:
-            raise SpecError(f"max retries must be between 0 and {MAX_RETRIES_LIMIT}, got {self.max_retries}")
+            raise SpecError(
+                f"max retries must be between 0 and {MAX_RETRIES_LIMIT}, got {self.max_retries}"
+            )
         if not 0.0 <= self.max_failed_ratio <= 1.0:
-            raise SpecError(f"max failed ratio must be between 0 and 1, got {self.max_failed_ratio}")
+            raise SpecError(
+                f"max failed ratio must be between 0 and 1, got {self.max_failed_ratio}"
+            )
         if len(self.name) > 200:
             raise SpecError("name must be at most 200 characters")
         validate_embedder(self.embedder)
         validate_store(self.store)
         validate_collection(self.collection)
         open_source(self.source)
+
+
+def _creator(user: AbstractBaseUser | None) -> User | None:
+    """The user a job records as its creator: none for the command line or an anonymous user."""
+    return user if isinstance(user, User) and user.is_authenticated else None
 
 
 def actor_name(user: AbstractBaseUser | None) -> str:
@@ -82,10 +91,14 @@ def create_job(
             batch_size=spec.batch_size,
             max_retries=spec.max_retries,
             max_failed_ratio=spec.max_failed_ratio,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=_creator(user),
             trace_context=trace_context or {},
         )
-        job.log(EventKind.CREATED, actor_name(user), f"queued {job.source} into {job.store}/{job.collection}")
+        job.log(
+            EventKind.CREATED,
+            actor_name(user),
+            f"queued {job.source} into {job.store}/{job.collection}",
+        )
     return job
 
 
@@ -111,7 +124,9 @@ def retry_failed(
 ) -> ReindexJob:
     """Queue a new job over only the documents of `job`'s unresolved failures."""
     if not job.is_finished:
-        raise InvalidTransition(f"job {job.pk} is {job.status}; retry its failures once it has finished")
+        raise InvalidTransition(
+            f"job {job.pk} is {job.status}; retry its failures once it has finished"
+        )
     if job.retries_queued.active().exists():
         raise InvalidTransition(f"a retry of job {job.pk}'s failures is already queued")
     if not job.failures.unresolved().exists():
@@ -128,7 +143,7 @@ def retry_failed(
             max_retries=job.max_retries,
             max_failed_ratio=1.0,
             retry_of=job,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=_creator(user),
             trace_context=trace_context or {},
         )
         actor = actor_name(user)

@@ -22,9 +22,7 @@ class LeaseKeeper:
         self.interval = interval
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"lease-job-{job.pk}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"lease-job-{job.pk}", daemon=True)
 
     def start(self) -> LeaseKeeper:
         self._thread.start()

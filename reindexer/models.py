@@ -262,23 +262,24 @@ class ReindexJob(models.Model):
             else Q(status=JobStatus.PENDING)
         )
         previous_worker = self.worker
-        self._transition(
-            JobStatus.RUNNING,
-            where=where,
-            worker=worker,
-            lease_token=token,
-            heartbeat_at=now,
-            started_at=self.started_at or now,
-        )
-        if reclaiming:
-            self.log(
-                EventKind.RECLAIMED,
-                worker,
-                f"lease of {previous_worker or 'unknown worker'} expired; "
-                f"resuming from {self.processed_docs} processed",
+        with transaction.atomic():
+            self._transition(
+                JobStatus.RUNNING,
+                where=where,
+                worker=worker,
+                lease_token=token,
+                heartbeat_at=now,
+                started_at=self.started_at or now,
             )
-        else:
-            self.log(EventKind.CLAIMED, worker)
+            if reclaiming:
+                self.log(
+                    EventKind.RECLAIMED,
+                    worker,
+                    f"lease of {previous_worker or 'unknown worker'} expired; "
+                    f"resuming from {self.processed_docs} processed",
+                )
+            else:
+                self.log(EventKind.CLAIMED, worker)
         return token
 
     def heartbeat(self, token: uuid.UUID, *, now: datetime | None = None) -> None:
@@ -331,7 +332,7 @@ class ReindexJob(models.Model):
             self.log(EventKind.FAILED, actor, error)
 
     def request_cancel(self, actor: str) -> None:
-        """Cancel a pending job now, or ask the worker of a running one to stop at a batch boundary."""
+        """Cancel a pending job now, or ask a running one's worker to stop at a batch boundary."""
         with transaction.atomic():
             try:
                 self._transition(
@@ -346,9 +347,7 @@ class ReindexJob(models.Model):
                 self.refresh_from_db()
                 if updated != 1:
                     if self.is_cancelling:
-                        raise InvalidTransition(
-                            f"job {self.pk} is already cancelling"
-                        ) from None
+                        raise InvalidTransition(f"job {self.pk} is already cancelling") from None
                     raise InvalidTransition(
                         f"job {self.pk} cannot be cancelled: it is {self.status}"
                     ) from None
@@ -404,7 +403,9 @@ class BatchFailure(models.Model):
 class JobEvent(models.Model):
     job = models.ForeignKey(ReindexJob, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(default=timezone.now)
-    kind = models.CharField(max_length=max(len(v) for v in EventKind.values), choices=EventKind.choices)
+    kind = models.CharField(
+        max_length=max(len(v) for v in EventKind.values), choices=EventKind.choices
+    )
     actor = models.CharField(max_length=200)
     detail = models.TextField(blank=True)
 
@@ -414,4 +415,3 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} by {self.actor}"
-

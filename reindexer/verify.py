@@ -19,7 +19,9 @@ def _job_family(job: ReindexJob) -> list[int]:
     family = [job.pk]
     frontier = [job.pk]
     while frontier:
-        frontier = list(ReindexJob.objects.filter(retry_of_id__in=frontier).values_list("pk", flat=True))
+        frontier = list(
+            ReindexJob.objects.filter(retry_of_id__in=frontier).values_list("pk", flat=True)
+        )
         family.extend(frontier)
     return family
 

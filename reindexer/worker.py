@@ -75,6 +75,13 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._on_signal)
 
+    def restore_signal_handlers(self) -> None:
+        """Put back the handlers found at install time (a worker run in-process must not leave its
+        own behind: they would swallow the host's first Ctrl-C into a stopped worker's flag)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         logger.info(
             "worker %s: %s received; finishing the current batch, then stopping",
@@ -83,8 +90,7 @@ class Worker:
         )
         self.stop.set()
         # A second signal behaves as it would have without us.
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        self.restore_signal_handlers()
 
     def run(self) -> int:
         """Process jobs until stopped (or, with `burst`, until nothing is left); returns a count."""
@@ -109,8 +115,12 @@ class Worker:
                 logger.info("worker %s: running job %s (%s)", options.worker_id, job.pk, job.name)
                 publisher.publish(job.pk, force=True)
                 outcome = JobRunner(
-                    job, token, options.worker_id,
-                    stop=self.stop, options=engine_options, publisher=publisher,
+                    job,
+                    token,
+                    options.worker_id,
+                    stop=self.stop,
+                    options=engine_options,
+                    publisher=publisher,
                 ).run()
                 logger.info("worker %s: job %s %s", options.worker_id, job.pk, outcome)
                 processed += 1

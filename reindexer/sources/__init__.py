@@ -34,7 +34,9 @@ def open_source(spec: str, roots: tuple[Path, ...] | None = None) -> Source:
     """The source that `spec` names, with its path checked against the allowed roots."""
     kind, sep, raw_path = spec.partition(":")
     if not sep:
-        raise SpecError(f"source {spec!r} must look like KIND:PATH (kinds: {', '.join(SOURCE_KINDS)})")
+        raise SpecError(
+            f"source {spec!r} must look like KIND:PATH (kinds: {', '.join(SOURCE_KINDS)})"
+        )
     if kind not in SOURCE_KINDS:
         raise UnknownBackend(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}")
     want_dir, factory = SOURCE_KINDS[kind]

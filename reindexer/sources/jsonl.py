@@ -34,7 +34,7 @@ class JsonlSource:
 
 
 class JsonlReader:
-    """Yields records in file order; `checkpoint()` is the byte offset after the last one yielded."""
+    """Yields records in file order; `checkpoint()` is the offset after the last one yielded."""
 
     def __init__(self, path: Path, checkpoint: Checkpoint) -> None:
         self._seen = SeenIds()

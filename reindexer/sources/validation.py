@@ -41,5 +41,7 @@ def mark_duplicates(
     for (i, doc), is_new in zip(docs, fresh, strict=True):
         if not is_new:
             locator = locators[i]
-            result[i] = Malformed(f"{doc.id} ({locator})", locator, f"{locator}: duplicate id {doc.id!r}")
+            result[i] = Malformed(
+                f"{doc.id} ({locator})", locator, f"{locator}: duplicate id {doc.id!r}"
+            )
     return result

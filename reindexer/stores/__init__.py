@@ -28,7 +28,9 @@ def validate_store(spec: str) -> None:
         raise UnknownBackend(f"unknown store {spec!r}; known: {known}")
 
 
-def open_store(spec: str, collection: str, dimensions: int, data_dir: Path | None = None) -> VectorStore:
+def open_store(
+    spec: str, collection: str, dimensions: int, data_dir: Path | None = None
+) -> VectorStore:
     validate_store(spec)
     validate_collection(collection)
     data_dir = data_dir or conf.get().data_dir

@@ -72,7 +72,8 @@ def parse_flaky(spec: str) -> FlakyOptions:
                 raise SpecError(f"flaky: seed={value!r} is not an integer") from None
         else:
             raise SpecError(
-                f"flaky: unknown option {key!r} (known: transient, permanent, poison, latency, seed)"
+                f"flaky: unknown option {key!r} "
+                "(known: transient, permanent, poison, latency, seed)"
             )
     return FlakyOptions(inner, transient, permanent, frozenset(poison), latency, seed)
 

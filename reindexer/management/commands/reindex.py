@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, NoReturn, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -19,7 +19,9 @@ def batch_size(value: str) -> int:
     try:
         size = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"batch size must be a whole number, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"batch size must be a whole number, got {value!r}"
+        ) from None
     if not MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE:
         raise argparse.ArgumentTypeError(
             f"batch size must be between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}, got {size}"
@@ -37,6 +39,41 @@ def non_negative(value: str) -> int:
     return number
 
 
+MAX_JOB_ID = 2**63 - 1
+
+
+class OneLineErrorParser(CommandParser):
+    """Reports a usage error as one line on stderr with exit code 1 (DESIGN.md, "Exit codes").
+
+    argparse would print the whole usage and exit 2; operators and scripts get one line instead.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        if self.called_from_command_line:
+            self.exit(1, f"{self.prog}: error: {message}\n")
+        raise CommandError(f"Error: {message}")
+
+
+def job_id(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"job id must be a whole number, got {value!r}") from None
+    if not 1 <= number <= MAX_JOB_ID:
+        raise argparse.ArgumentTypeError(f"job id must be a positive whole number, got {value}")
+    return number
+
+
+def ratio(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
+    return number
+
+
 def get_job(job_id: int) -> ReindexJob:
     try:
         return ReindexJob.objects.get(pk=job_id)
@@ -47,8 +84,16 @@ def get_job(job_id: int) -> ReindexJob:
 class Command(BaseCommand):
     help = "Queue, inspect, cancel, retry and verify reindex jobs."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # The top-level parser reports unknown options and a missing ACTION: one line too.
+        parser.__class__ = OneLineErrorParser
+        return parser
+
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        actions = parser.add_subparsers(
+            dest="action", required=True, metavar="ACTION", parser_class=OneLineErrorParser
+        )
 
         start = actions.add_parser("start", help="queue a job; prints its id last")
         start.add_argument("--source", required=True, help="jsonl:PATH or directory:PATH")
@@ -57,11 +102,11 @@ class Command(BaseCommand):
         start.add_argument("--collection", default="default")
         start.add_argument("--batch-size", type=batch_size, default=200)
         start.add_argument("--max-retries", type=non_negative, default=3)
-        start.add_argument("--max-failed-ratio", type=float, default=0.1)
+        start.add_argument("--max-failed-ratio", type=ratio, default=0.1)
         start.add_argument("--name", default="")
 
         status = actions.add_parser("status", help="one job, or every job")
-        status.add_argument("job_id", nargs="?", type=int)
+        status.add_argument("job_id", nargs="?", type=job_id)
         status.add_argument("--json", action="store_true")
 
         for name, text in [
@@ -69,10 +114,10 @@ class Command(BaseCommand):
             ("retry-failed", "queue the documents of the unresolved failures"),
             ("watch", "a live progress bar until the job ends"),
         ]:
-            actions.add_parser(name, help=text).add_argument("job_id", type=int)
+            actions.add_parser(name, help=text).add_argument("job_id", type=job_id)
 
         verify = actions.add_parser("verify", help="compare the source's ids with the store's")
-        verify.add_argument("job_id", type=int)
+        verify.add_argument("job_id", type=job_id)
         verify.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
@@ -107,13 +152,17 @@ class Command(BaseCommand):
             total = row["total_docs"] if row["total_docs"] is not None else "?"
             self.stdout.write(
                 f"{row['id']:>5}  {row['status']:<10} {row['progress'] * 100:5.1f}%  "
-                f"{row['processed_docs']}/{total} processed, {row['failed_docs']} failed  {row['name']}"
-                + (f"  [{row['error']}]" if row["error"] else "")
+                f"{row['processed_docs']}/{total} processed, {row['failed_docs']} failed  "
+                f"{row['name']}" + (f"  [{row['error']}]" if row["error"] else "")
             )
 
     def do_cancel(self, *, job_id: int, **_: Any) -> None:
         job = cancel_job(get_job(job_id))
-        done = "cancelled" if job.status == "cancelled" else "cancel requested; the worker stops at the next batch"
+        done = (
+            "cancelled"
+            if job.status == "cancelled"
+            else "cancel requested; the worker stops at the next batch"
+        )
         self.stdout.write(f"job {job.pk}: {done}")
 
     def do_retry_failed(self, *, job_id: int, **_: Any) -> None:
@@ -130,7 +179,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"{key}: {value}")
 
     def do_watch(self, *, job_id: int, **_: Any) -> None:
-        watch_job(get_job(job_id), self.stdout)
+        # The raw stream, not Django's OutputWrapper: the wrapper appends a newline to every write,
+        # which would turn rich's in-place redraws into a scroll of half-drawn bars on a terminal.
+        watch_job(get_job(job_id), cast(TextIO, self.stdout._out))
 
 
 def _dumps(value: Any) -> str:

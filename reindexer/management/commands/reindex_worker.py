@@ -1,12 +1,13 @@
-"""`reindex_worker [--burst] [--worker-id ID]`: claim queued jobs and process them batch by batch."""
+"""`reindex_worker [--burst] [--worker-id ID]`: claim queued jobs and run them batch by batch."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
+from reindexer.management.commands.reindex import OneLineErrorParser
 from reindexer.worker import Worker, options_from_settings
 
 
@@ -19,15 +20,26 @@ def worker_id(value: str) -> str:
 class Command(BaseCommand):
     help = "Claim queued reindex jobs and run them; SIGTERM hands the current job back."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.__class__ = OneLineErrorParser  # usage errors: one line, exit code 1
+        return parser
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--burst", action="store_true", help="exit once no job is left to claim"
         )
         parser.add_argument(
-            "--worker-id", type=worker_id, default=None, help="name shown on claimed jobs (default host:pid)"
+            "--worker-id",
+            type=worker_id,
+            default=None,
+            help="name shown on claimed jobs (default host:pid)",
         )
 
     def handle(self, *args: Any, burst: bool, worker_id: str | None, **options: Any) -> None:
         worker = Worker(options_from_settings(worker_id, burst))
         worker.install_signal_handlers()
-        worker.run()
+        try:
+            worker.run()
+        finally:
+            worker.restore_signal_handlers()
