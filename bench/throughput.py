@@ -83,7 +83,9 @@ def tracked(corpus: Path, collection: str, batch_size: int) -> float:
     from reindexer.models import ReindexJob
     from reindexer.worker import Worker, WorkerOptions
 
-    job = create_job(JobSpec(source=f"jsonl:{corpus.name}", collection=collection, batch_size=batch_size))
+    job = create_job(
+        JobSpec(source=f"jsonl:{corpus.name}", collection=collection, batch_size=batch_size)
+    )
     start = time.perf_counter()
     Worker(WorkerOptions(worker_id="bench", burst=True)).run()
     elapsed = time.perf_counter() - start

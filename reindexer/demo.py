@@ -41,7 +41,7 @@ def package_descriptions() -> Iterator[tuple[str, str, str]]:
 
 
 def write_demo_corpus(target: Path) -> tuple[Path, Path, int]:
-    """Write `packages.jsonl` (one document per paragraph) and `packages/` (one file per package)."""
+    """Write `packages.jsonl` (a document per paragraph) and `packages/` (a file per package)."""
     target.mkdir(parents=True, exist_ok=True)
     jsonl = target / "packages.jsonl"
     folder = target / "packages"

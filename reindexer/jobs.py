@@ -56,8 +56,15 @@ class JobSpec:
             raise SpecError(
                 f"max failed ratio must be between 0 and 1, got {self.max_failed_ratio}"
             )
-        if len(self.name) > 200:
-            raise SpecError("name must be at most 200 characters")
+        for field_name, limit in (
+            ("name", 200),
+            ("source", 1000),
+            ("store", 1000),
+            ("embedder", 200),
+            ("collection", 200),
+        ):
+            if len(getattr(self, field_name)) > limit:
+                raise SpecError(f"{field_name} must be at most {limit} characters")
         validate_embedder(self.embedder)
         validate_store(self.store)
         validate_collection(self.collection)
@@ -83,7 +90,7 @@ def create_job(
     spec.validate()
     with transaction.atomic():
         job = ReindexJob.objects.create(
-            name=spec.name or spec.source,
+            name=(spec.name or spec.source)[:200],
             source=spec.source,
             embedder=spec.embedder,
             store=spec.store,

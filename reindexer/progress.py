@@ -7,6 +7,7 @@ message never leaves a stale number on screen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -49,7 +50,9 @@ class ProgressPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         if self._enabled:
             self._loop = asyncio.new_event_loop()
-            threading.Thread(target=self._loop.run_forever, name="progress-publisher", daemon=True).start()
+            threading.Thread(
+                target=self._loop.run_forever, name="progress-publisher", daemon=True
+            ).start()
 
     @property
     def enabled(self) -> bool:
@@ -76,10 +79,9 @@ class ProgressPublisher:
 
     def close(self, timeout: float = 2.0) -> None:
         for future in self._pending:
-            try:
+            # Failures were logged in _send; a timeout on shutdown only loses advisory progress.
+            with contextlib.suppress(Exception):
                 future.result(timeout=timeout)
-            except Exception:  # noqa: S110 - already logged in _send, or timed out on shutdown
-                pass
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None

@@ -98,7 +98,8 @@ def _databases() -> dict[str, Any]:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": REINDEXER.data_dir / "reindexer.sqlite3",
             "OPTIONS": _SQLITE_OPTIONS,
-            "TEST": {"NAME": str(REINDEXER.data_dir / "test-reindexer.sqlite3")},
+            # One test database per test run, so that two runs in one checkout never collide.
+            "TEST": {"NAME": str(REINDEXER.data_dir / f"test-reindexer-{os.getpid()}.sqlite3")},
         }
     }
 
@@ -166,6 +167,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "reindexer": {"handlers": ["console"], "level": os.environ.get("REINDEXER_LOG_LEVEL", "INFO")},
+        "reindexer": {
+            "handlers": ["console"],
+            "level": os.environ.get("REINDEXER_LOG_LEVEL", "INFO"),
+        },
     },
 }

@@ -33,7 +33,9 @@ def _exporter_from_environ() -> SpanExporter | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()
-    raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported (use otlp, console or none)")
+    raise ValueError(
+        f"OTEL_TRACES_EXPORTER={choice!r} is not supported (use otlp, console or none)"
+    )
 
 
 def configure_tracing(service_name: str = "reindexer") -> None:
@@ -45,7 +47,9 @@ def configure_tracing(service_name: str = "reindexer") -> None:
         _done = True
         if isinstance(trace.get_tracer_provider(), TracerProvider):
             return  # a test or the host application installed one already
-        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+        resource = Resource.create(
+            {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
+        )
         provider = TracerProvider(resource=resource)
         exporter = _exporter_from_environ()
         if exporter is not None:

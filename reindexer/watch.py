@@ -6,6 +6,7 @@ import time
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from reindexer.jobs import status_label
@@ -25,7 +26,9 @@ def watch_job(job: ReindexJob, out: TextIO, poll_seconds: float = 0.5) -> None:
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task(job.name, total=None, job_id=job.pk, total_label="?", rate="-", failed=0)
+        task = progress.add_task(
+            escape(job.name), total=None, job_id=job.pk, total_label="?", rate="-", failed=0
+        )
         while True:
             job.refresh_from_db()
             rate = job.docs_per_second()
@@ -33,7 +36,8 @@ def watch_job(job: ReindexJob, out: TextIO, poll_seconds: float = 0.5) -> None:
                 task,
                 completed=job.processed_docs,
                 total=job.total_docs,
-                description=f"{job.name} [{status_label(job)}]",
+                # Names are operator text, not rich markup.
+                description=escape(f"{job.name} [{status_label(job)}]"),
                 total_label=job.total_docs if job.total_docs is not None else "?",
                 rate=f"{rate:.0f}" if rate else "-",
                 failed=job.failed_docs,

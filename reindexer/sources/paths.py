@@ -26,6 +26,14 @@ def resolve_source_path(raw: str, roots: Sequence[Path], *, want_dir: bool) -> P
     if root is None:
         allowed = ", ".join(str(r) for r in roots)
         raise SourcePathError(f"source path {raw!r} is outside the allowed roots ({allowed})")
+    try:
+        _check_components(raw, root, candidate, want_dir=want_dir)
+    except OSError as exc:  # a name too long, a permission denied on a parent...
+        raise SourcePathError(f"source path {raw!r} cannot be used: {exc.strerror}") from None
+    return candidate
+
+
+def _check_components(raw: str, root: Path, candidate: Path, *, want_dir: bool) -> None:
     # Every component below the root must be a real directory or file, not a link.
     current = root
     for part in candidate.relative_to(root).parts:
@@ -38,4 +46,3 @@ def resolve_source_path(raw: str, roots: Sequence[Path], *, want_dir: bool) -> P
         raise SourcePathError(f"source path is not a folder: {candidate}")
     if not want_dir and not candidate.is_file():
         raise SourcePathError(f"source path is not a file: {candidate}")
-    return candidate

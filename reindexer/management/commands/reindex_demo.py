@@ -21,12 +21,16 @@ class Command(BaseCommand):
     help = "Set up the demo: corpus from installed packages, an operator account, demo jobs."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--no-jobs", action="store_true", help="only the corpus and the account")
+        parser.add_argument(
+            "--no-jobs", action="store_true", help="only the corpus and the account"
+        )
 
     def handle(self, *args: Any, no_jobs: bool = False, **options: Any) -> None:
         data_dir = conf.get().data_dir
         jsonl, folder, count = write_demo_corpus(data_dir / "corpus")
-        self.stdout.write(f"demo corpus: {count} documents in {jsonl}, one file per package in {folder}")
+        self.stdout.write(
+            f"demo corpus: {count} documents in {jsonl}, one file per package in {folder}"
+        )
 
         password = secrets.token_urlsafe(12)
         user, created = User.objects.get_or_create(username=OPERATOR)
