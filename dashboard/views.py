@@ -1,0 +1,293 @@
+"""Dashboard pages, and the htmx endpoints that operate jobs through reindexer.jobs.
+
+Each view renders a whole page, or only its partial when htmx asks for one, so that links and
+forms keep working without JavaScript.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.middleware import HtmxDetails
+
+from dashboard.forms import NewJobForm
+from dashboard.partials import (
+    OPERATE_PERM,
+    VIEW_PERM,
+    job_context,
+    render_flash,
+    render_job_oob,
+    render_row,
+)
+from reindexer import telemetry
+from reindexer.errors import SpecError
+from reindexer.jobs import cancel_job, create_job, retry_failed
+from reindexer.models import BatchFailure, InvalidTransition, JobStatus, ReindexJob
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through HtmxMiddleware (django-htmx's documented typing recipe)."""
+
+    htmx: HtmxDetails
+
+
+PAGE_SIZE = 25
+FAILURES_PAGE_SIZE = 20
+# A job's timeline is short (a handful of events per claim); the cap guards the pathological case.
+EVENTS_LIMIT = 500
+
+
+def _htmx_target(request: HtmxHttpRequest) -> str | None:
+    return request.htmx.target if request.htmx else None
+
+
+def _actor(request: HttpRequest) -> AbstractBaseUser:
+    """The signed-in user (login_required ran first); narrows the type for reindexer.jobs."""
+    user = request.user
+    if not user.is_authenticated:
+        raise PermissionDenied
+    return user
+
+
+def _can_operate(request: HtmxHttpRequest) -> bool:
+    return request.user.has_perm(OPERATE_PERM)
+
+
+def _query(**params: str) -> str:
+    return urlencode({k: v for k, v in params.items() if v})
+
+
+def _page_links(page: Page[Any], base: str, param: str) -> dict[str, str | None]:
+    """Query strings for the previous and next page, keeping the other filters."""
+    sep = "&" if base else ""
+
+    def link(number: int) -> str:
+        return f"?{base}{sep}{param}={number}"
+
+    return {
+        "prev": link(page.previous_page_number()) if page.has_previous() else None,
+        "next": link(page.next_page_number()) if page.has_next() else None,
+    }
+
+
+# -- the jobs list ---------------------------------------------------------------------------
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")
+@login_required
+@permission_required(VIEW_PERM, raise_exception=True)
+def job_list(request: HtmxHttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    if status not in JobStatus.values:
+        status = ""
+    q = request.GET.get("q", "").strip()[:200]
+
+    jobs = ReindexJob.objects.all()
+    if q:
+        jobs = jobs.filter(name__icontains=q)
+    # One query for every tab's count, whatever the number of statuses.
+    counts = jobs.aggregate(
+        all=Count("pk"), **{s: Count("pk", filter=Q(status=s)) for s in JobStatus.values}
+    )
+    if status:
+        jobs = jobs.filter(status=status)
+    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+
+    can_operate = _can_operate(request)
+    tabs = [
+        {
+            "label": label,
+            "query": _query(status=value, q=q),
+            "count": counts[value or "all"],
+            "active": value == status,
+        }
+        for value, label in [("", "All"), *JobStatus.choices]
+    ]
+    context = {
+        "rows": [job_context(job, can_operate=can_operate) for job in page],
+        "page": page,
+        "page_links": _page_links(page, _query(status=status, q=q), "page"),
+        "tabs": tabs,
+        "status": status,
+        "q": q,
+        "can_operate": can_operate,
+    }
+    if _htmx_target(request) == "jobs-panel":
+        return render(request, "dashboard/_jobs_panel.html", context)
+    if can_operate:
+        context["form"] = NewJobForm()
+    return render(request, "dashboard/job_list.html", context)
+
+
+# -- creating a job --------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+@permission_required(OPERATE_PERM, raise_exception=True)
+def job_new(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "dashboard/job_new.html", {"form": NewJobForm()})
+
+
+@require_POST
+@login_required
+@permission_required(OPERATE_PERM, raise_exception=True)
+def job_create(request: HtmxHttpRequest) -> HttpResponse:
+    form = NewJobForm(request.POST)
+    if form.is_valid():
+        try:
+            job = create_job(
+                form.spec(), user=_actor(request), trace_context=telemetry.current_trace_context()
+            )
+        except SpecError as exc:  # the source may have vanished since the form was checked
+            form.add_spec_error(exc)
+        else:
+            message = f"Job #{job.pk} queued."
+            if not request.htmx:
+                messages.success(request, message)
+                return redirect("dashboard:job-detail", pk=job.pk)
+            # A fresh form, the new row on top of the list, and the message.
+            html = (
+                render(
+                    request, "dashboard/_job_form.html", {"form": NewJobForm(), "htmx_form": True}
+                ).content.decode()
+                + _prepend_row(job, request)
+                + render_flash(
+                    message, link=(reverse("dashboard:job-detail", args=[job.pk]), "Open")
+                )
+            )
+            return HttpResponse(html, status=201)
+    # 422 so that nothing caches the failed attempt; htmx is configured to swap it (base.html).
+    if request.htmx:
+        return render(
+            request, "dashboard/_job_form.html", {"form": form, "htmx_form": True}, status=422
+        )
+    return render(request, "dashboard/job_new.html", {"form": form}, status=422)
+
+
+# -- a job's page ----------------------------------------------------------------------------
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")
+@login_required
+@permission_required(VIEW_PERM, raise_exception=True)
+def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ReindexJob.objects.select_related("created_by", "retry_of"), pk=pk)
+    # The traceback is only read when a failure is opened.
+    failures = Paginator(job.failures.defer("traceback"), FAILURES_PAGE_SIZE).get_page(
+        request.GET.get("fpage")
+    )
+    context: dict[str, Any] = {
+        "job": job,
+        "failures": failures,
+        "failure_links": _page_links(failures, "", "fpage"),
+    }
+    if _htmx_target(request) == "failures":
+        return render(request, "dashboard/_failures.html", context)
+    events = list(job.events.order_by("-at", "-id")[:EVENTS_LIMIT])
+    events.reverse()
+    context.update(
+        r=job_context(job, can_operate=_can_operate(request)),
+        events=events,
+        retries_queued=list(job.retries_queued.only("pk", "name", "status")),
+        traceparent=job.trace_context.get("traceparent", ""),
+    )
+    return render(request, "dashboard/job_detail.html", context)
+
+
+@require_GET
+@login_required
+@permission_required(VIEW_PERM, raise_exception=True)
+def failure_detail(request: HtmxHttpRequest, pk: int, failure_pk: int) -> HttpResponse:
+    failure = get_object_or_404(BatchFailure.objects.select_related("job"), pk=failure_pk, job=pk)
+    context = {"failure": failure, "job": failure.job}
+    if request.htmx:
+        return render(request, "dashboard/_failure_detail.html", context)
+    return render(request, "dashboard/failure_detail.html", context)
+
+
+# -- operating a job -------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+@permission_required(OPERATE_PERM, raise_exception=True)
+def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ReindexJob, pk=pk)
+    try:
+        cancel_job(job, user=_actor(request))
+    except InvalidTransition as exc:
+        return _conflict(request, job, str(exc))
+    message = (
+        f"Cancel requested for job #{job.pk}; its worker stops after the current batch."
+        if job.is_cancelling
+        else f"Job #{job.pk} cancelled."
+    )
+    if request.htmx:
+        return HttpResponse(render_job_oob(job, request) + render_flash(message))
+    messages.success(request, message)
+    return redirect(_next_url(request, job))
+
+
+@require_POST
+@login_required
+@permission_required(OPERATE_PERM, raise_exception=True)
+def job_retry_failed(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ReindexJob, pk=pk)
+    try:
+        retry = retry_failed(
+            job, user=_actor(request), trace_context=telemetry.current_trace_context()
+        )
+    except (InvalidTransition, SpecError) as exc:
+        # SpecError: the source is gone or now outside the roots; the job is unchanged either way.
+        return _conflict(request, job, str(exc))
+    message = f"Retry of the failed documents queued as job #{retry.pk}."
+    if request.htmx:
+        link = (reverse("dashboard:job-detail", args=[retry.pk]), "Open")
+        return HttpResponse(render_job_oob(job, request) + render_flash(message, link=link))
+    messages.success(request, message)
+    return redirect("dashboard:job-detail", pk=retry.pk)
+
+
+def _prepend_row(job: ReindexJob, request: HtmxHttpRequest) -> str:
+    # After a <form>, a bare <tbody>/<tr> would be dropped by the HTML parser; inside a <template>
+    # it parses as table content, and htmx takes out-of-band elements from templates.
+    row = render_row(job, request)
+    return f'<template><tbody hx-swap-oob="afterbegin:#job-rows">{row}</tbody></template>'
+
+
+def _conflict(request: HtmxHttpRequest, job: ReindexJob, message: str) -> HttpResponse:
+    """409 with a readable message; for htmx, also the job's current state, since it changed.
+
+    The row comes first: the parser reads a fragment that starts with <tr> as table content."""
+    job.refresh_from_db()
+    if request.htmx:
+        html = render_job_oob(job, request) + render_flash(message, level="error")
+        return HttpResponse(html, status=409)
+    context = {"job": job, "message": message}
+    return render(request, "dashboard/conflict.html", context, status=409)
+
+
+def _next_url(request: HtmxHttpRequest, job: ReindexJob) -> str:
+    """Back to the page the form was on (the list or the job), never to another site."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("dashboard:job-detail", args=[job.pk])

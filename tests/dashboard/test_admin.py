@@ -1,0 +1,107 @@
+"""The admin: pages render, records are read-only, actions go through the guarded transitions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from reindexer.models import EventKind, JobStatus, ReindexJob
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/reindexer/reindexjob/"
+
+
+def test_admin_pages__render_for_a_superuser(admin_client: Client, make_job, add_failure) -> None:
+    job = make_job("completed", processed=5, failed=1)
+    failure = add_failure(job)
+    for url in [
+        CHANGELIST,
+        f"{CHANGELIST}?status__exact=completed",
+        f"{CHANGELIST}?q=docs",
+        f"{CHANGELIST}{job.pk}/change/",
+        "/admin/reindexer/batchfailure/",
+        f"/admin/reindexer/batchfailure/{failure.pk}/change/",
+        "/admin/reindexer/jobevent/",
+    ]:
+        assert admin_client.get(url).status_code == 200, url
+    html = admin_client.get(CHANGELIST).content.decode()
+    assert "completed with errors" in html
+    assert "100% (5 / 5)" in html
+
+
+def test_admin_job__is_read_only(admin_client: Client, make_job) -> None:
+    job = make_job()
+    assert admin_client.get(f"{CHANGELIST}add/").status_code == 403
+    page = admin_client.get(f"{CHANGELIST}{job.pk}/change/").content.decode()
+    assert 'name="batch_size"' not in page
+    admin_client.post(f"{CHANGELIST}{job.pk}/change/", {"batch_size": 7, "status": "completed"})
+    job.refresh_from_db()
+    assert (job.batch_size, job.status) == (200, JobStatus.PENDING)
+
+
+def _act(client: Client, action: str, *jobs: ReindexJob, follow: bool = True):
+    data = {"action": action, "_selected_action": [j.pk for j in jobs]}
+    return client.post(CHANGELIST, data, follow=follow)
+
+
+def test_admin_cancel_action__uses_the_guarded_transition(admin_client: Client, make_job) -> None:
+    pending, running, done = make_job(), make_job("running"), make_job("completed")
+    response = _act(admin_client, "cancel_jobs", pending, running, done)
+    assert response.status_code == 200
+    pending.refresh_from_db(), running.refresh_from_db(), done.refresh_from_db()
+    assert pending.status == JobStatus.CANCELLED
+    assert running.status == JobStatus.RUNNING and running.cancel_requested_at is not None
+    assert done.status == JobStatus.COMPLETED
+    assert running.events.filter(kind=EventKind.CANCEL_REQUESTED, actor="admin").exists()
+    text = response.content.decode()
+    assert f"#{done.pk}: job {done.pk} cannot be cancelled: it is completed" in text
+    assert "Cancelled or asked to cancel 2 job(s)." in text
+
+
+def test_admin_retry_action__queues_or_reports(admin_client: Client, make_job, add_failure) -> None:
+    with_failures, clean = make_job("completed", failed=1), make_job("completed")
+    add_failure(with_failures)
+    text = _act(admin_client, "retry_failed_jobs", with_failures, clean).content.decode()
+    retry = ReindexJob.objects.get(retry_of=with_failures)
+    assert f"failures queued as job #{retry.pk}" in text
+    assert "no unresolved failures to retry" in text
+
+
+def test_admin_actions__need_the_operate_permission(client: Client, make_job) -> None:
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_reindexjob"))
+    client.force_login(staff)
+    job = make_job()
+    page = client.get(CHANGELIST).content.decode()
+    assert "cancel_jobs" not in page
+    _act(client, "cancel_jobs", job)
+    assert ReindexJob.objects.get(pk=job.pk).status == JobStatus.PENDING
+
+
+def test_admin_failures__searchable_by_document_id(
+    admin_client: Client, make_job, add_failure
+) -> None:
+    job = make_job("completed", failed=3)
+    hit = add_failure(job, doc_ids=["alpha-17", "beta"], message="first")
+    second = add_failure(job, doc_ids=["gamma"], message="second")
+    quoted = add_failure(job, doc_ids=['id "quoted" é'], message="third")
+    html = admin_client.get("/admin/reindexer/batchfailure/", {"q": "alpha-17"}).content.decode()
+    assert f"/admin/reindexer/batchfailure/{hit.pk}/change/" in html
+    assert "second" not in html
+    html = admin_client.get("/admin/reindexer/batchfailure/", {"q": '"quoted" é'}).content.decode()
+    assert f"/admin/reindexer/batchfailure/{quoted.pk}/change/" in html
+    assert "first" not in html
+    # The text fields still match as usual.
+    html = admin_client.get("/admin/reindexer/batchfailure/", {"q": "second"}).content.decode()
+    assert f"/admin/reindexer/batchfailure/{second.pk}/change/" in html
+    assert f"/admin/reindexer/batchfailure/{hit.pk}/change/" not in html
+
+
+def test_admin_delete__only_finished_jobs(admin_client: Client, make_job) -> None:
+    running, done = make_job("running"), make_job("completed")
+    assert admin_client.get(f"{CHANGELIST}{running.pk}/delete/").status_code == 403
+    assert admin_client.get(f"{CHANGELIST}{done.pk}/delete/").status_code == 200

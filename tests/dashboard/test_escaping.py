@@ -1,0 +1,127 @@
+"""Names, messages, tracebacks, document ids and errors are escaped wherever they appear."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from dashboard.partials import render_job_push
+
+pytestmark = pytest.mark.django_db
+
+EVIL = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+HTMX = {"HX-Request": "true"}
+
+
+def _assert_escaped(html: str) -> None:
+    assert ESCAPED in html
+    assert EVIL not in html
+    assert "<script>alert" not in html
+
+
+@pytest.fixture
+def evil_job(make_job, add_failure):
+    job = make_job("completed", name=f"name {EVIL}", processed=5, failed=2)
+    failure = add_failure(
+        job,
+        error_type=f"Err{EVIL}",
+        message=f"message {EVIL}",
+        traceback=f"Traceback {EVIL}",
+        doc_ids=[f"doc {EVIL}", '"><img src=x onerror=alert(2)>'],
+    )
+    job.events.create(kind="failed", actor=f"actor {EVIL}", detail=f"detail {EVIL}")
+    return job, failure
+
+
+def test_list__escapes_the_job_name(viewer_client: Client, evil_job) -> None:
+    _assert_escaped(viewer_client.get("/").content.decode())
+    _assert_escaped(viewer_client.get("/?q=<script>").content.decode())
+
+
+def test_detail__escapes_names_events_and_failures(viewer_client: Client, evil_job) -> None:
+    job, _ = evil_job
+    html = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
+    _assert_escaped(html)
+    assert "actor &lt;script&gt;" in html
+    assert "detail &lt;script&gt;" in html
+    assert "message &lt;script&gt;" in html
+
+
+def test_failure_detail__escapes_message_traceback_and_doc_ids(
+    viewer_client: Client, evil_job
+) -> None:
+    job, failure = evil_job
+    for headers in ({}, HTMX):
+        html = viewer_client.get(
+            f"/jobs/{job.pk}/failures/{failure.pk}/", headers=headers
+        ).content.decode()
+        _assert_escaped(html)
+        assert "Traceback &lt;script&gt;" in html
+        assert "doc &lt;script&gt;" in html
+        assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
+        assert "<img src=x" not in html
+
+
+def test_job_error__is_escaped(viewer_client: Client, make_job) -> None:
+    from reindexer.models import ReindexJob
+
+    job = make_job("failed")
+    ReindexJob.objects.filter(pk=job.pk).update(error=EVIL)
+    _assert_escaped(viewer_client.get(f"/jobs/{job.pk}/").content.decode())
+
+
+def test_push__escapes_the_job_name(evil_job) -> None:
+    job, _ = evil_job
+    _assert_escaped(render_job_push(job))
+
+
+def test_operate_responses__escape_the_name(operator_client: Client, make_job) -> None:
+    job = make_job(name=EVIL)
+    _assert_escaped(operator_client.post(f"/jobs/{job.pk}/cancel/", headers=HTMX).content.decode())
+    _assert_escaped(operator_client.post(f"/jobs/{job.pk}/cancel/", headers=HTMX).content.decode())
+
+
+def test_create_form__escapes_the_submitted_values(operator_client: Client, corpus) -> None:
+    response = operator_client.post(
+        "/jobs/create/",
+        {
+            "source": f"jsonl:{EVIL}",
+            "embedder": "hashing",
+            "store": EVIL,
+            "collection": "default",
+            "batch_size": 1,
+            "max_retries": 1,
+            "name": EVIL,
+        },
+    )
+    assert response.status_code == 422
+    _assert_escaped(response.content.decode())
+
+
+def test_login__escapes_the_next_parameter(client: Client) -> None:
+    html = client.get("/accounts/login/", {"next": f'/"{EVIL}'}).content.decode()
+    assert EVIL not in html
+
+
+def test_admin__escapes_names_and_tracebacks(admin_client: Client, evil_job) -> None:
+    job, failure = evil_job
+    for url in [
+        "/admin/reindexer/reindexjob/",
+        f"/admin/reindexer/reindexjob/{job.pk}/change/",
+        "/admin/reindexer/batchfailure/",
+        f"/admin/reindexer/batchfailure/{failure.pk}/change/",
+        "/admin/reindexer/jobevent/",
+    ]:
+        html = admin_client.get(url).content.decode()
+        assert EVIL not in html, url
+
+
+def test_username__is_escaped(client: Client) -> None:
+    user = User.objects.create_user(f"u{EVIL}"[:150], password="pw")
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="view_reindexjob"))
+    client.force_login(user)
+    _assert_escaped(client.get("/").content.decode())
