@@ -14,8 +14,6 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 
-from reindexer.conf import ReindexerSettings
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -87,9 +85,8 @@ def worker_env(data_dir: Path) -> Iterator[dict[str, str]]:
     if db["ENGINE"] == "django.db.backends.sqlite3":
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
+        user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{db['NAME']}"
     env.update(
         REINDEXER_DATA_DIR=str(data_dir),
         REINDEXER_SOURCE_ROOTS=str(data_dir),
