@@ -1,0 +1,191 @@
+"""Websocket consumers pushing rendered job rows to the dashboard (htmx ws extension, out of band).
+
+A `job.progress` message carries only a job id: the consumer re-reads the row and renders the same
+partials the pages use, so a coalesced or lost message never leaves a stale figure on screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from dashboard import relay
+from dashboard.partials import render_job_push
+from dashboard.relay import database_sync_to_async
+from reindexer.models import ReindexJob
+from reindexer.progress import JOBS_GROUP, job_group
+
+VIEW_PERMISSION = "reindexer.view_reindexjob"
+OPERATE_PERMISSION = "reindexer.operate_reindexjob"
+# At most one push per job per socket in this many seconds (5 a second); the last state always
+# follows, as one deferred push at the end of the window.
+MIN_PUSH_INTERVAL = 0.2
+# What a list socket sends on (re)connect: every active job, and the most recently changed others.
+INITIAL_ACTIVE_LIMIT = 100
+INITIAL_RECENT_LIMIT = 25
+# A list socket remembers its last push per job; past this many jobs, the expired ones are dropped.
+LAST_PUSH_MEMORY = 1000
+
+logger = logging.getLogger(__name__)
+
+
+class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Authenticates, joins groups, sends the current state, then coalesced pushes per job."""
+
+    min_push_interval = MIN_PUSH_INTERVAL
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_push: dict[int, float] = {}
+        self._deferred: dict[int, asyncio.Task[None]] = {}
+        self._uses_relay = False
+        self._can_operate = False
+
+    # -- subclasses --------------------------------------------------------------------------
+
+    async def resolve_groups(self) -> list[str] | None:
+        """The groups to join, or None to refuse the socket."""
+        raise NotImplementedError
+
+    async def initial_state(self) -> tuple[list[int], str]:
+        """The job ids and the HTML sent as soon as the socket opens."""
+        raise NotImplementedError
+
+    def wants(self, job_id: int) -> bool:
+        return True
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()
+            return
+        may_view, self._can_operate = await self._permissions(user)
+        if not may_view:
+            await self.close()
+            return
+        groups = await self.resolve_groups()
+        if groups is None:
+            await self.close()
+            return
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups.append(group)  # the base class leaves them on disconnect
+        await self.accept()
+        if relay.needed(self.channel_layer):
+            self._uses_relay = True
+            await relay.relay.acquire()
+        ids, html = await self.initial_state()
+        now = self._now()
+        for job_id in ids:
+            self._last_push[job_id] = now
+        if html:
+            await self.send(text_data=html)
+
+    async def disconnect(self, code: int) -> None:
+        for task in self._deferred.values():
+            task.cancel()
+        self._deferred.clear()
+        if self._uses_relay:
+            self._uses_relay = False
+            await relay.relay.release()
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def job_progress(self, message: dict[str, Any]) -> None:
+        job_id = int(message["job_id"])
+        if not self.wants(job_id) or job_id in self._deferred:
+            return  # a deferred push is due, and it will render the then-current row
+        wait = self._last_push.get(job_id, -math.inf) + self.min_push_interval - self._now()
+        if wait > 0:
+            self._deferred[job_id] = asyncio.create_task(self._push_later(job_id, wait))
+            return
+        await self._push(job_id)
+
+    async def _push_later(self, job_id: int, wait: float) -> None:
+        await asyncio.sleep(wait)
+        del self._deferred[job_id]
+        try:
+            await self._push(job_id)
+        except Exception:
+            # Nobody awaits this task; the next message for the job pushes its state again.
+            logger.warning("deferred push of job %s failed", job_id, exc_info=True)
+
+    async def _push(self, job_id: int) -> None:
+        now = self._now()
+        if len(self._last_push) > LAST_PUSH_MEMORY:
+            cutoff = now - self.min_push_interval
+            self._last_push = {k: t for k, t in self._last_push.items() if t > cutoff}
+        self._last_push[job_id] = now
+        html = await self._render(job_id)
+        if html:
+            await self.send(text_data=html)
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- database ----------------------------------------------------------------------------
+
+    def render(self, job: ReindexJob) -> str:
+        return render_job_push(job, can_operate=self._can_operate)
+
+    @database_sync_to_async
+    def _permissions(self, user: Any) -> tuple[bool, bool]:
+        """(may view jobs, may operate them), read once per socket."""
+        return bool(user.has_perm(VIEW_PERMISSION)), bool(user.has_perm(OPERATE_PERMISSION))
+
+    @database_sync_to_async
+    def _render(self, job_id: int) -> str | None:
+        job = ReindexJob.objects.filter(pk=job_id).first()
+        return self.render(job) if job is not None else None
+
+
+class JobsConsumer(_JobPushConsumer):
+    """`ws/jobs/`: every job's row, for the jobs list."""
+
+    async def resolve_groups(self) -> list[str] | None:
+        return [JOBS_GROUP]
+
+    async def initial_state(self) -> tuple[list[int], str]:
+        return await self._recent_jobs()
+
+    @database_sync_to_async
+    def _recent_jobs(self) -> tuple[list[int], str]:
+        active = list(ReindexJob.objects.active().order_by("-updated_at")[:INITIAL_ACTIVE_LIMIT])
+        recent = list(
+            ReindexJob.objects.exclude(pk__in=[job.pk for job in active]).order_by("-updated_at")[
+                :INITIAL_RECENT_LIMIT
+            ]
+        )
+        jobs = active + recent
+        return [job.pk for job in jobs], "".join(self.render(job) for job in jobs)
+
+
+class JobConsumer(_JobPushConsumer):
+    """`ws/jobs/<id>/`: one job, for its detail page."""
+
+    @property
+    def job_id(self) -> int:
+        return int(self.scope["url_route"]["kwargs"]["job_id"])
+
+    def wants(self, job_id: int) -> bool:
+        return job_id == self.job_id
+
+    async def resolve_groups(self) -> list[str] | None:
+        if not await self._exists():
+            return None
+        return [job_group(self.job_id)]
+
+    @database_sync_to_async
+    def _exists(self) -> bool:
+        return ReindexJob.objects.filter(pk=self.job_id).exists()
+
+    async def initial_state(self) -> tuple[list[int], str]:
+        html = await self._render(self.job_id)
+        return ([self.job_id], html) if html else ([], "")
