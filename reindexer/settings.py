@@ -166,10 +166,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Not propagated: daphne installs a root handler, which would print every line twice.
     "loggers": {
-        "reindexer": {
+        name: {
             "handlers": ["console"],
             "level": os.environ.get("REINDEXER_LOG_LEVEL", "INFO"),
-        },
+            "propagate": False,
+        }
+        for name in ("reindexer", "dashboard")
     },
 }
