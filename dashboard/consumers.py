@@ -14,7 +14,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dashboard import relay
-from dashboard.partials import render_job_push
+from dashboard.partials import JOBS_REFRESH, render_job_push, render_timeline
 from dashboard.relay import database_sync_to_async
 from reindexer.models import ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group
@@ -44,6 +44,7 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._deferred: dict[int, asyncio.Task[None]] = {}
         self._uses_relay = False
         self._can_operate = False
+        self._connected = False
 
     # -- subclasses --------------------------------------------------------------------------
 
@@ -147,13 +148,31 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
 
 class JobsConsumer(_JobPushConsumer):
-    """`ws/jobs/`: every job's row, for the jobs list."""
+    """`ws/jobs/`: every job's row, for the jobs list.
+
+    A push can only replace a row the page already shows, so when a job appears (queued from the
+    command line, the API or another tab) or changes state (which moves the tabs' counts), the
+    push also asks the page to re-fetch its jobs panel.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._statuses: dict[int, str] = {}
 
     async def resolve_groups(self) -> list[str] | None:
         return [JOBS_GROUP]
 
     async def initial_state(self) -> tuple[list[int], str]:
         return await self._recent_jobs()
+
+    def render(self, job: ReindexJob) -> str:
+        html = super().render(job)
+        known = self._statuses.get(job.pk)
+        self._statuses[job.pk] = job.status
+        appeared = known is None and self._connected
+        if appeared or (known is not None and known != job.status):
+            html += JOBS_REFRESH
+        return html
 
     @database_sync_to_async
     def _recent_jobs(self) -> tuple[list[int], str]:
@@ -164,7 +183,9 @@ class JobsConsumer(_JobPushConsumer):
             ]
         )
         jobs = active + recent
-        return [job.pk for job in jobs], "".join(self.render(job) for job in jobs)
+        html = "".join(self.render(job) for job in jobs)
+        self._connected = True  # from now on, a job not rendered yet is new to this page
+        return [job.pk for job in jobs], html
 
 
 class JobConsumer(_JobPushConsumer):
@@ -189,3 +210,6 @@ class JobConsumer(_JobPushConsumer):
     async def initial_state(self) -> tuple[list[int], str]:
         html = await self._render(self.job_id)
         return ([self.job_id], html) if html else ([], "")
+
+    def render(self, job: ReindexJob) -> str:
+        return super().render(job) + render_timeline(job, oob=True)

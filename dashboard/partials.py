@@ -15,7 +15,16 @@ from django.utils import timezone
 
 from reindexer import conf
 from reindexer.jobs import status_label
-from reindexer.models import JobStatus, ReindexJob
+from reindexer.models import JobEvent, JobStatus, ReindexJob
+
+# A job's timeline is short (a handful of events per claim); the cap guards the pathological case.
+EVENTS_LIMIT = 500
+# Swapped into the jobs list page when a job appears or changes state: it loads at once and
+# re-fetches the page's own URL (hx-get=""), so the tabs' counts and the rows follow.
+JOBS_REFRESH = (
+    '<div id="jobs-refresh" hx-swap-oob="true" hidden hx-get="" hx-trigger="load"'
+    ' hx-target="#jobs-panel" hx-swap="outerHTML"></div>'
+)
 
 OPERATE_PERM = "reindexer.operate_reindexjob"
 VIEW_PERM = "reindexer.view_reindexjob"
@@ -74,6 +83,19 @@ def render_job_push(job: ReindexJob, *, can_operate: bool | None = None) -> str:
     return render_to_string("dashboard/_job_row.html", ctx) + render_to_string(
         "dashboard/_job_progress.html", ctx
     )
+
+
+def timeline_events(job: ReindexJob) -> list[JobEvent]:
+    """The job's most recent events, oldest first."""
+    events = list(job.events.order_by("-at", "-id")[:EVENTS_LIMIT])
+    events.reverse()
+    return events
+
+
+def render_timeline(job: ReindexJob, *, oob: bool = False) -> str:
+    """The detail page's timeline (id `job-timeline-<id>`)."""
+    ctx = {"job": job, "events": timeline_events(job), "oob": oob}
+    return render_to_string("dashboard/_job_timeline.html", ctx)
 
 
 def render_job_oob(job: ReindexJob, request: HttpRequest) -> str:

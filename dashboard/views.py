@@ -31,6 +31,7 @@ from dashboard.partials import (
     render_flash,
     render_job_oob,
     render_row,
+    timeline_events,
 )
 from reindexer import telemetry
 from reindexer.errors import SpecError
@@ -46,8 +47,6 @@ class HtmxHttpRequest(HttpRequest):
 
 PAGE_SIZE = 25
 FAILURES_PAGE_SIZE = 20
-# A job's timeline is short (a handful of events per claim); the cap guards the pathological case.
-EVENTS_LIMIT = 500
 
 
 def _htmx_target(request: HtmxHttpRequest) -> str | None:
@@ -199,11 +198,9 @@ def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     }
     if _htmx_target(request) == "failures":
         return render(request, "dashboard/_failures.html", context)
-    events = list(job.events.order_by("-at", "-id")[:EVENTS_LIMIT])
-    events.reverse()
     context.update(
         r=job_context(job, can_operate=_can_operate(request)),
-        events=events,
+        events=timeline_events(job),
         retries_queued=list(job.retries_queued.only("pk", "name", "status")),
         traceparent=job.trace_context.get("traceparent", ""),
     )

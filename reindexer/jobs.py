@@ -24,6 +24,7 @@ from reindexer.models import (
     JobStatus,
     ReindexJob,
 )
+from reindexer.progress import announce
 from reindexer.sources import open_source
 from reindexer.stores import validate_collection, validate_store
 
@@ -106,12 +107,15 @@ def create_job(
             actor_name(user),
             f"queued {job.source} into {job.store}/{job.collection}",
         )
+        announce(job.pk)
     return job
 
 
 def cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
     """Cancel a pending job, or request the cancel of a running one; raises InvalidTransition."""
-    job.request_cancel(actor_name(user))
+    with transaction.atomic():
+        job.request_cancel(actor_name(user))
+        announce(job.pk)
     return job
 
 
@@ -156,6 +160,8 @@ def retry_failed(
         actor = actor_name(user)
         job.log(EventKind.RETRY_FAILED_QUEUED, actor, f"queued as job {retry.pk}")
         retry.log(EventKind.CREATED, actor, f"retrying the failed documents of job {job.pk}")
+        announce(job.pk)
+        announce(retry.pk)
     return retry
 
 

@@ -14,7 +14,9 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,31 @@ def progress_message(job_id: int) -> dict[str, Any]:
 def crosses_processes(layer: Any) -> bool:
     """Whether messages sent on `layer` reach other processes (Redis does, in-memory doesn't)."""
     return layer is not None and not isinstance(layer, InMemoryChannelLayer)
+
+
+async def _send_to_both_groups(layer: Any, job_id: int) -> None:
+    message = progress_message(job_id)
+    await layer.group_send(job_group(job_id), message)
+    await layer.group_send(JOBS_GROUP, message)
+
+
+def announce(job_id: int) -> None:
+    """Tell open dashboards that an operator changed a job (queued it, asked it to cancel...).
+
+    Sent once the surrounding transaction commits, so the consumers read the new row. Without a
+    cross-process layer there is nothing to send: the web process's relay sees the row change.
+    """
+    layer = get_channel_layer()
+    if not crosses_processes(layer):
+        return
+
+    def send() -> None:
+        try:
+            async_to_sync(_send_to_both_groups)(layer, job_id)
+        except Exception:
+            logger.warning("could not announce the change of job %s", job_id, exc_info=True)
+
+    transaction.on_commit(send)
 
 
 class ProgressPublisher:
@@ -69,10 +96,8 @@ class ProgressPublisher:
         self._pending.append(asyncio.run_coroutine_threadsafe(self._send(job_id), self._loop))
 
     async def _send(self, job_id: int) -> None:
-        message = progress_message(job_id)
         try:
-            await self._layer.group_send(job_group(job_id), message)
-            await self._layer.group_send(JOBS_GROUP, message)
+            await _send_to_both_groups(self._layer, job_id)
         except Exception:
             # Progress is advisory: the row in the database stays the source of truth.
             logger.warning("could not publish progress of job %s", job_id, exc_info=True)

@@ -12,6 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
+from reindexer.jobs import JobSpec
+from reindexer.jobs import create_job as create_job_elsewhere
 from reindexer.models import JobStatus, ReindexJob
 from tests.browser.servers import Stack
 
@@ -133,6 +135,18 @@ def test_dashboard__live_progress_cancel_and_failure_traceback(
         expect(page.locator("pre.traceback")).to_contain_text("Traceback (most recent call last)")
         expect(page.locator("ul.doc-ids")).to_contain_text(POISONED)
         page.screenshot(path=str(tmp_path / "3-failure.png"), full_page=True)
+
+        # 5. A job queued elsewhere (the command line, the API) appears in an open list, and the
+        #    tab counts follow, without a reload.
+        page.goto(f"{stack.base_url}/")
+        all_tab = page.locator("nav.tabs a", has_text="All").locator(".count")
+        expect(all_tab).to_have_text(str(ReindexJob.objects.count()))
+        navigations = track_navigations(page)
+        elsewhere = create_job_elsewhere(JobSpec(source="jsonl:steady.jsonl", name="elsewhere"))
+        expect(page.locator(f"#job-row-{elsewhere.pk}")).to_have_count(1, timeout=10_000)
+        expect(all_tab).to_have_text(str(ReindexJob.objects.count()))
+        assert navigations == [], f"the page navigated: {navigations}"
+        page.screenshot(path=str(tmp_path / "4-queued-elsewhere.png"), full_page=True)
     except Exception:
         page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
         print(stack.logs())  # noqa: T201 - pytest shows it with the failure

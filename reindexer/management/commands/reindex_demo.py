@@ -52,9 +52,10 @@ class Command(BaseCommand):
         specs = [
             JobSpec(
                 source="jsonl:corpus/packages.jsonl",
-                store="flaky(sqlite-vec,latency=40)",
+                # Latency stands in for a remote store, so that progress can be watched.
+                store="flaky(sqlite-vec,latency=150)",
                 collection="packages",
-                batch_size=50,
+                batch_size=25,
                 name="demo: package paragraphs",
             ),
             JobSpec(
@@ -65,9 +66,9 @@ class Command(BaseCommand):
             ),
             JobSpec(
                 source="jsonl:corpus/packages.jsonl",
-                store=f"flaky(sqlite-vec,transient=0.15,{poison},latency=60,seed=7)",
+                store=f"flaky(sqlite-vec,transient=0.15,{poison},latency=200,seed=7)",
                 collection="flaky-drill",
-                batch_size=50,
+                batch_size=25,
                 max_failed_ratio=0.2,
                 name="demo: flaky store drill",
             ),
