@@ -7,6 +7,7 @@ authenticate with a session (and then CSRF applies to POSTs) or with `Authorizat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -186,16 +187,7 @@ def _number(body: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-_SPEC_FIELDS = (
-    "source",
-    "embedder",
-    "store",
-    "collection",
-    "batch_size",
-    "max_retries",
-    "max_failed_ratio",
-    "name",
-)
+_SPEC_FIELDS = tuple(field.name for field in dataclasses.fields(JobSpec))
 
 
 def _job_spec(body: dict[str, Any]) -> JobSpec:

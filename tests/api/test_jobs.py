@@ -12,30 +12,10 @@ import pytest
 from reindexer.jobs import job_status
 from reindexer.models import EventKind, JobEvent, JobStatus, ReindexJob
 from tests.api.conftest import Api, force_status
+from tests.contracts import STATUS_FIELDS
 
 pytestmark = pytest.mark.django_db
 
-# DESIGN.md: the fields `reindex status --json` prints at least.
-STATUS_FIELDS = {
-    "id",
-    "name",
-    "status",
-    "total_docs",
-    "processed_docs",
-    "failed_docs",
-    "skipped_docs",
-    "progress",
-    "batches_done",
-    "batches_failed",
-    "retries",
-    "docs_per_second",
-    "eta_seconds",
-    "heartbeat_at",
-    "started_at",
-    "finished_at",
-    "cancel_requested",
-    "error",
-}
 PAGE_KEYS = {"count", "page", "pages", "next", "previous", "results"}
 
 
