@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from django.db import connection, transaction
@@ -136,15 +137,11 @@ class BatchCommitter:
 
 
 def _batches(records: Iterator[Record], size: int, only: set[str] | None) -> Iterator[list[Record]]:
-    batch: list[Record] = []
-    for record in records:
-        if only is not None and record.id not in only:
-            continue
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
+    """Lists of up to `size` records; a retry job keeps only the ids it retries."""
+    if only is not None:
+        records = (record for record in records if record.id in only)
+    # islice batches in C: this loop runs once per batch, not once per document.
+    while batch := list(islice(records, size)):
         yield batch
 
 
@@ -167,6 +164,7 @@ class JobRunner:
         self.stop = stop
         self.options = options
         self.publisher = publisher
+        self._keeper: LeaseKeeper | None = None
 
     def run(self) -> str:
         job = self.job
@@ -182,7 +180,9 @@ class JobRunner:
                 "reindex.resumed": bool(job.checkpoint),
             },
         ) as span:
-            keeper = LeaseKeeper(job, self.token, self.options.heartbeat_seconds).start()
+            keeper = self._keeper = LeaseKeeper(
+                job, self.token, self.options.heartbeat_seconds
+            ).start()
             try:
                 outcome = self._run(keeper)
             except LeaseLost:
@@ -248,8 +248,7 @@ class JobRunner:
         job = self.job
         committer = BatchCommitter(job, self.token)
         if job.cancel_requested_at is not None:
-            job.confirm_cancel(self.token, self.worker_id)
-            return Outcome.CANCELLED
+            return self._confirm_cancel()
         for records in _batches(iter(reader), job.batch_size, only):
             if keeper.lost.is_set():
                 raise LeaseLost(f"job {job.pk}: lease lost")
@@ -265,12 +264,12 @@ class JobRunner:
             if self._over_budget(final=False):
                 return self._fail(self._budget_error())
             if cancel_requested:
-                job.confirm_cancel(self.token, self.worker_id)
-                return Outcome.CANCELLED
+                return self._confirm_cancel()
             if self.stop.is_set():
                 return self._hand_back()
         if self._over_budget(final=True):
             return self._fail(self._budget_error())
+        self._end_heartbeats()
         with transaction.atomic():
             job.complete(self.token, self.worker_id)
             if job.retry_of_id:
@@ -279,7 +278,18 @@ class JobRunner:
                 )
         return Outcome.COMPLETED
 
+    def _end_heartbeats(self) -> None:
+        """Before a final transition: a beat after it would find the lease gone and cry wolf."""
+        if self._keeper is not None:
+            self._keeper.stop()
+
+    def _confirm_cancel(self) -> str:
+        self._end_heartbeats()
+        self.job.confirm_cancel(self.token, self.worker_id)
+        return Outcome.CANCELLED
+
     def _hand_back(self) -> str:
+        self._end_heartbeats()
         try:
             self.job.hand_back(
                 self.token, self.worker_id, "worker shutting down; resumes from its checkpoint"
@@ -288,8 +298,7 @@ class JobRunner:
             # A cancel request that arrived after this batch's commit forbids the hand-back (a
             # pending job cannot be cancelling): honour the cancel now rather than leave the job
             # running, unowned, until its lease expires. Raises LeaseLost if the lease really went.
-            self.job.confirm_cancel(self.token, self.worker_id)
-            return Outcome.CANCELLED
+            return self._confirm_cancel()
         return Outcome.HANDED_BACK
 
     def _write_batch(
@@ -343,6 +352,7 @@ class JobRunner:
         logger.error("job %s failed: %s", self.job.pk, error)
         span = trace.get_current_span()
         span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+        self._end_heartbeats()
         self.job.fail(self.token, self.worker_id, error)
         return Outcome.FAILED
 

@@ -45,58 +45,58 @@ class JsonlReader:
             raise SourceUnavailable(f"cannot read {path}: {exc}") from exc
         self._read_offset = 0
         self._read_line = 0
-        self._position = {"offset": 0, "line": 0}
+        self._position = (0, 0)  # (byte offset, line number) after the last record yielded
         resume_at = int(checkpoint.get("offset", 0))
         # Replay the ids before the checkpoint, so duplicates are still caught after a resume.
         for _record in self._records(stop_at=resume_at):
             pass
 
-    def _chunks(self, stop_at: int | None) -> Iterator[list[tuple[Record, int, int]]]:
-        """Chunks of (record, offset after it, its line number), duplicates marked."""
+    def _chunks(self, stop_at: int | None) -> Iterator[tuple[list[Record], list[tuple[int, int]]]]:
+        """Chunks of records, duplicates marked, with the (offset, line) just after each one.
+
+        This is the per-document hot path of a job: locators are only spelled out for failures.
+        """
+        readline = self._file.readline
         records: list[Record] = []
-        locators: list[str] = []
         ends: list[tuple[int, int]] = []
         while True:
-            if stop_at is not None and self._read_offset >= stop_at:
-                raw = b""
-            else:
-                raw = self._file.readline()
+            raw = b"" if stop_at is not None and self._read_offset >= stop_at else readline()
             if raw:
                 self._read_offset += len(raw)
                 self._read_line += 1
-                if raw.strip():
-                    locator = f"line {self._read_line}"
-                    records.append(self._parse(raw, locator))
-                    locators.append(locator)
+                if not raw.isspace():
+                    records.append(self._parse(raw, self._read_line))
                     ends.append((self._read_offset, self._read_line))
             if records and (not raw or len(records) >= CHUNK_LINES):
-                marked = mark_duplicates(records, locators, self._seen)
-                yield [(r, offset, line) for r, (offset, line) in zip(marked, ends, strict=True)]
-                records, locators, ends = [], [], []
+                yield mark_duplicates(records, [line for _, line in ends], self._seen), ends
+                records, ends = [], []
             if not raw:
                 return
 
     def _records(self, stop_at: int | None = None) -> Iterator[Record]:
-        for chunk in self._chunks(stop_at):
-            for record, offset, line in chunk:
-                self._position = {"offset": offset, "line": line}
+        for records, ends in self._chunks(stop_at):
+            for record, end in zip(records, ends, strict=True):
+                self._position = end
                 yield record
 
     @staticmethod
-    def _parse(raw: bytes, locator: str) -> Record:
+    def _parse(raw: bytes, line: int) -> Record:
         try:
             value: Any = json.loads(raw)
         except UnicodeDecodeError:
+            locator = f"line {line}"
             return Malformed(locator, locator, f"{locator}: not valid UTF-8")
         except json.JSONDecodeError as exc:
+            locator = f"line {line}"
             return Malformed(locator, locator, f"{locator}: invalid JSON ({exc.msg})")
-        return to_record(value, locator)
+        return to_record(value, line)
 
     def __iter__(self) -> Iterator[Record]:
         return self._records()
 
     def checkpoint(self) -> dict[str, Any]:
-        return dict(self._position)
+        offset, line = self._position
+        return {"offset": offset, "line": line}
 
     def close(self) -> None:
         self._file.close()

@@ -9,39 +9,41 @@ from reindexer.documents import Document, Malformed, Record
 from reindexer.sources.seen import SeenIds
 
 
-def to_record(value: Any, locator: str) -> Record:
+def _malformed(doc_id: str | None, line: int, reason: str) -> Malformed:
+    locator = f"line {line}"
+    return Malformed(doc_id or locator, locator, f"{locator}: {reason}")
+
+
+def to_record(value: Any, line: int) -> Record:
     """A Document when `value` is a well-formed JSON object, else a Malformed saying why.
 
     Duplicates are a property of the whole source, so `mark_duplicates` catches them afterwards.
     """
     if not isinstance(value, dict):
-        return Malformed(locator, locator, f"{locator}: not a JSON object")
+        return _malformed(None, line, "not a JSON object")
     doc_id = value.get("id")
     if not isinstance(doc_id, str) or not doc_id:
-        return Malformed(locator, locator, f"{locator}: 'id' must be a non-empty string")
+        return _malformed(None, line, "'id' must be a non-empty string")
     text = value.get("text")
-    if not isinstance(text, str) or not text.strip():
-        return Malformed(doc_id, locator, f"{locator}: 'text' must be a non-empty string")
+    if not isinstance(text, str) or not text or text.isspace():
+        return _malformed(doc_id, line, "'text' must be a non-empty string")
     metadata = value.get("metadata", {})
     if not isinstance(metadata, dict):
-        return Malformed(doc_id, locator, f"{locator}: 'metadata' must be an object")
+        return _malformed(doc_id, line, "'metadata' must be an object")
     return Document(doc_id, text, metadata)
 
 
-def mark_duplicates(
-    records: Sequence[Record], locators: Sequence[str], seen: SeenIds
-) -> list[Record]:
-    """`records` with every document whose id came earlier in the source turned into a Malformed.
+def mark_duplicates(records: list[Record], lines: Sequence[int], seen: SeenIds) -> list[Record]:
+    """Turn, in place, every document whose id came earlier in the source into a Malformed.
 
     The failure's id names the line too, so it never collides with the first, written copy.
     """
-    docs = [(i, r) for i, r in enumerate(records) if isinstance(r, Document)]
-    fresh = seen.add_many([doc.id for _, doc in docs])
-    result = list(records)
-    for (i, doc), is_new in zip(docs, fresh, strict=True):
+    positions = [i for i, record in enumerate(records) if isinstance(record, Document)]
+    fresh = seen.add_many([records[i].id for i in positions])
+    for i, is_new in zip(positions, fresh, strict=True):
         if not is_new:
-            locator = locators[i]
-            result[i] = Malformed(
-                f"{doc.id} ({locator})", locator, f"{locator}: duplicate id {doc.id!r}"
+            doc_id = records[i].id
+            records[i] = _malformed(
+                f"{doc_id} (line {lines[i]})", lines[i], f"duplicate id {doc_id!r}"
             )
-    return result
+    return records
