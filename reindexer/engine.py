@@ -7,7 +7,6 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from django.db import connection, transaction
@@ -136,13 +135,13 @@ class BatchCommitter:
         return row is not None and row[0] is not None
 
 
-def _batches(records: Iterator[Record], size: int, only: set[str] | None) -> Iterator[list[Record]]:
-    """Lists of up to `size` records; a retry job keeps only the ids it retries."""
-    if only is not None:
-        records = (record for record in records if record.id in only)
-    # islice batches in C: this loop runs once per batch, not once per document.
-    while batch := list(islice(records, size)):
-        yield batch
+def _batches(reader: SourceReader, size: int, only: set[str] | None) -> Iterator[list[Record]]:
+    """The reader's batches; a retry job keeps only the ids it retries (so its batches shrink)."""
+    while records := reader.read_batch(size):
+        if only is not None:
+            records = [record for record in records if record.id in only]
+        if records:
+            yield records
 
 
 class JobRunner:
@@ -249,7 +248,7 @@ class JobRunner:
         committer = BatchCommitter(job, self.token)
         if job.cancel_requested_at is not None:
             return self._confirm_cancel()
-        for records in _batches(iter(reader), job.batch_size, only):
+        for records in _batches(reader, job.batch_size, only):
             if keeper.lost.is_set():
                 raise LeaseLost(f"job {job.pk}: lease lost")
             batch_number = job.batches_done + 1

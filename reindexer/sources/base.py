@@ -15,8 +15,12 @@ class SourceReader(Protocol):
 
     def __iter__(self) -> Iterator[Record]: ...
 
+    def read_batch(self, size: int) -> list[Record]:
+        """The next `size` records, fewer only at the end, none past it (the engine's path)."""
+        ...
+
     def checkpoint(self) -> dict[str, Any]:
-        """The position just after the last record yielded; resuming there yields the next one."""
+        """The position just after the last record handed out; resuming there gives the next."""
         ...
 
     def close(self) -> None: ...

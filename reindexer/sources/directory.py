@@ -45,6 +45,11 @@ class DirectoryReader:
         self._paths = paths
         self._index = start
 
+    def read_batch(self, size: int) -> list[Record]:
+        paths = self._paths[self._index : self._index + size]
+        self._index += len(paths)
+        return [self._read(rel) for rel in paths]
+
     def __iter__(self) -> Iterator[Record]:
         while self._index < len(self._paths):
             rel = self._paths[self._index]

@@ -34,7 +34,7 @@ class JsonlSource:
 
 
 class JsonlReader:
-    """Yields records in file order; `checkpoint()` is the offset after the last one yielded."""
+    """Reads records in file order; `checkpoint()` is the offset after the last one handed out."""
 
     def __init__(self, path: Path, checkpoint: Checkpoint) -> None:
         self._seen = SeenIds()
@@ -45,44 +45,62 @@ class JsonlReader:
             raise SourceUnavailable(f"cannot read {path}: {exc}") from exc
         self._read_offset = 0
         self._read_line = 0
-        self._position = (0, 0)  # (byte offset, line number) after the last record yielded
         resume_at = int(checkpoint.get("offset", 0))
         # Replay the ids before the checkpoint, so duplicates are still caught after a resume.
-        for _record in self._records(stop_at=resume_at):
+        while self._read_offset < resume_at and self._read_chunk(CHUNK_LINES, stop_at=resume_at)[0]:
             pass
+        self._position = (self._read_offset, self._read_line)
 
-    def _chunks(self, stop_at: int | None) -> Iterator[tuple[list[Record], list[tuple[int, int]]]]:
-        """Chunks of records, duplicates marked, with the (offset, line) just after each one.
+    def _read_chunk(
+        self, size: int, stop_at: int | None = None
+    ) -> tuple[list[Record], list[int], list[int]]:
+        """Up to `size` records, duplicates marked, with the offset and line number after each.
 
-        This is the per-document hot path of a job: locators are only spelled out for failures.
+        This is the per-document hot path of a job: plain lists, and locators are only spelled
+        out for failures.
         """
-        readline = self._file.readline
         records: list[Record] = []
-        ends: list[tuple[int, int]] = []
-        while True:
-            raw = b"" if stop_at is not None and self._read_offset >= stop_at else readline()
-            if raw:
-                self._read_offset += len(raw)
-                self._read_line += 1
-                if not raw.isspace():
-                    records.append(self._parse(raw, self._read_line))
-                    ends.append((self._read_offset, self._read_line))
-            if records and (not raw or len(records) >= CHUNK_LINES):
-                yield mark_duplicates(records, [line for _, line in ends], self._seen), ends
-                records, ends = [], []
-            if not raw:
-                return
+        offsets: list[int] = []
+        lines: list[int] = []
+        offset, line = self._read_offset, self._read_line
+        parse = self._parse
+        for raw in self._file:
+            offset += len(raw)
+            line += 1
+            if not raw.isspace():
+                records.append(parse(raw, line))
+                offsets.append(offset)
+                lines.append(line)
+                if len(records) >= size:
+                    break
+            if stop_at is not None and offset >= stop_at:
+                break
+        self._read_offset, self._read_line = offset, line
+        return mark_duplicates(records, lines, self._seen), offsets, lines
 
-    def _records(self, stop_at: int | None = None) -> Iterator[Record]:
-        for records, ends in self._chunks(stop_at):
-            for record, end in zip(records, ends, strict=True):
-                self._position = end
+    def read_batch(self, size: int) -> list[Record]:
+        records, offsets, lines = self._read_chunk(size)
+        if records:
+            self._position = (offsets[-1], lines[-1])
+        else:  # the end: past any trailing blank lines
+            self._position = (self._read_offset, self._read_line)
+        return records
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            records, offsets, lines = self._read_chunk(CHUNK_LINES)
+            if not records:
+                return
+            for record, offset, line in zip(records, offsets, lines, strict=True):
+                self._position = (offset, line)
                 yield record
 
     @staticmethod
     def _parse(raw: bytes, line: int) -> Record:
         try:
-            value: Any = json.loads(raw)
+            # Decoding first skips json's own encoding sniffing, a Python-level cost per line;
+            # a byte-order mark can only open the file.
+            value: Any = json.loads(raw.decode("utf-8-sig" if line == 1 else "utf-8"))
         except UnicodeDecodeError:
             locator = f"line {line}"
             return Malformed(locator, locator, f"{locator}: not valid UTF-8")
@@ -90,9 +108,6 @@ class JsonlReader:
             locator = f"line {line}"
             return Malformed(locator, locator, f"{locator}: invalid JSON ({exc.msg})")
         return to_record(value, line)
-
-    def __iter__(self) -> Iterator[Record]:
-        return self._records()
 
     def checkpoint(self) -> dict[str, Any]:
         offset, line = self._position

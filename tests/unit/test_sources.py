@@ -276,3 +276,61 @@ def test_spec__malformed_source_specs_are_refused(
 ) -> None:
     with pytest.raises(error, match=message):
         open_source(spec)
+
+
+# -- read_batch: the engine's path -----------------------------------------------------------
+
+
+def _mixed_jsonl(data_dir: Path) -> str:
+    lines: list[str | bytes] = []
+    for i in range(40):
+        lines.append(doc_line(f"doc-{i}"))
+        if i % 7 == 3:
+            lines.append("")  # blank lines are not records
+        if i % 11 == 5:
+            lines.append(doc_line(f"doc-{i - 1}"))  # a duplicate
+        if i % 13 == 8:
+            lines.append("{broken")
+    return write_lines(data_dir, lines)
+
+
+def _directory(data_dir: Path) -> str:
+    folder = data_dir / "notes"
+    for i in range(23):
+        sub = folder / f"part-{i % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"note-{i:02}.md").write_text("" if i == 9 else f"note number {i}")
+    return "directory:notes"
+
+
+@pytest.mark.parametrize("make_spec", [_mixed_jsonl, _directory])
+@pytest.mark.parametrize("size", [1, 4, 9, 1000])
+def test_read_batch__batches_match_the_stream_and_each_checkpoint_resumes_exactly(
+    data_dir: Path, make_spec: Callable[[Path], str], size: int
+) -> None:
+    spec = make_spec(data_dir)
+    everything = read_all(spec)
+    reader = open_source(spec).open()
+    batches: list[list[Record]] = []
+    checkpoints: list[dict[str, object]] = []
+    try:
+        while batch := reader.read_batch(size):
+            assert len(batch) <= size
+            batches.append(batch)
+            checkpoints.append(reader.checkpoint())
+        assert reader.read_batch(size) == []
+    finally:
+        reader.close()
+    assert [r for batch in batches for r in batch] == everything
+    assert all(len(batch) == size for batch in batches[:-1])
+    for n, checkpoint in enumerate(checkpoints):
+        rest = [r for batch in batches[n + 1 :] for r in batch]
+        assert read_all(spec, checkpoint) == rest, f"resume after batch {n + 1}"
+
+
+def test_jsonl__a_byte_order_mark_opening_the_file_is_not_a_malformed_record(
+    data_dir: Path,
+) -> None:
+    spec = write_lines(data_dir, [b"\xef\xbb\xbf" + doc_line("first").encode(), doc_line("second")])
+    assert ids(read_all(spec)) == ["first", "second"]
+    assert all(isinstance(r, Document) for r in read_all(spec))
