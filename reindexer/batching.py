@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from reindexer.documents import Document, Malformed
+from reindexer.documents import MALFORMED_ERROR, Document, Malformed
 from reindexer.embedders import Embedder, Vectors
 from reindexer.errors import ReindexerError, is_transient
 from reindexer.stores import VectorStore
@@ -29,7 +29,7 @@ class FailureRecord:
 
     @classmethod
     def malformed(cls, record: Malformed) -> FailureRecord:
-        return cls([record.id], "MalformedRecord", record.reason, "", 1, False)
+        return cls([record.id], MALFORMED_ERROR, record.reason, "", 1, False)
 
 
 @dataclass

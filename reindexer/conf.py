@@ -34,11 +34,19 @@ class ReindexerSettings:
         data_dir = Path(os.environ.get("REINDEXER_DATA_DIR", "var")).resolve()
         roots_raw = os.environ.get("REINDEXER_SOURCE_ROOTS", "")
         roots = tuple(Path(p).resolve() for p in roots_raw.split(":") if p) or (data_dir,)
+        lease = _positive_float("REINDEXER_LEASE_SECONDS", 30.0)
+        heartbeat = _positive_float("REINDEXER_HEARTBEAT_SECONDS", 5.0)
+        if heartbeat > lease / 2:
+            # Otherwise one late beat makes a live job look stalled, and another worker takes it.
+            raise ValueError(
+                f"REINDEXER_HEARTBEAT_SECONDS ({heartbeat:g}) must be at most half of "
+                f"REINDEXER_LEASE_SECONDS ({lease:g})"
+            )
         return cls(
             data_dir=data_dir,
             source_roots=roots,
-            lease_seconds=_positive_float("REINDEXER_LEASE_SECONDS", 30.0),
-            heartbeat_seconds=_positive_float("REINDEXER_HEARTBEAT_SECONDS", 5.0),
+            lease_seconds=lease,
+            heartbeat_seconds=heartbeat,
             retry_backoff_seconds=_positive_float("REINDEXER_RETRY_BACKOFF_SECONDS", 0.1),
             redis_url=os.environ.get("REDIS_URL") or None,
         )

@@ -19,7 +19,9 @@ class Document:
 class Malformed:
     """A record that cannot be written; it is recorded as a failure, never dropped.
 
-    `id` is the record's own id when it has a usable one, else its locator (`line 17`).
+    `id` names it in the failure: its locator (`line 17`), or, when it carries a usable id, that
+    id with its locator (`doc-5 (line 17)`), so it never collides with a written document of the
+    same id. Only well-formed records count as having been seen for duplicate detection.
     """
 
     id: str
@@ -28,3 +30,6 @@ class Malformed:
 
 
 Record = Document | Malformed
+
+# The error type of failures that record malformed records: retrying them cannot help.
+MALFORMED_ERROR = "MalformedRecord"

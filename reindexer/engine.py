@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from opentelemetry import trace
 
@@ -21,12 +21,12 @@ from reindexer.batching import (
     RetryPolicy,
     StoreUnreachable,
 )
-from reindexer.documents import Document, Malformed, Record
+from reindexer.documents import MALFORMED_ERROR, Document, Malformed, Record
 from reindexer.embedders import open_embedder
 from reindexer.errors import ReindexerError
-from reindexer.jobs import failed_doc_ids
+from reindexer.jobs import failed_doc_ids, resolve_retried_failures
 from reindexer.lease import LeaseKeeper
-from reindexer.models import BatchFailure, EventKind, JobStatus, LeaseLost, ReindexJob
+from reindexer.models import BatchFailure, EventKind, JobStatus, LeaseLost, ReindexJob, storable
 from reindexer.progress import ProgressPublisher
 from reindexer.sources import SourceReader, open_source
 from reindexer.stores import VectorStore, open_store
@@ -46,6 +46,7 @@ class Outcome:
     CANCELLED = "cancelled"
     HANDED_BACK = "handed_back"
     LEASE_LOST = "lease_lost"
+    ABANDONED = "abandoned"
 
 
 class BatchCommitter:
@@ -112,10 +113,10 @@ class BatchCommitter:
                     BatchFailure(
                         job=self.job,
                         batch_number=batch_number,
-                        doc_ids=f.doc_ids,
-                        error_type=f.error_type[:200],
-                        message=f.message,
-                        traceback=f.traceback,
+                        doc_ids=[storable(doc_id) for doc_id in f.doc_ids],
+                        error_type=storable(f.error_type)[:200],
+                        message=storable(f.message),
+                        traceback=storable(f.traceback),
                         attempts=f.attempts,
                         transient=f.transient,
                     )
@@ -186,6 +187,18 @@ class JobRunner:
                 outcome = self._run(keeper)
             except LeaseLost:
                 outcome = Outcome.LEASE_LOST
+            except (OperationalError, InterfaceError) as exc:
+                # The job database blinked. Every committed batch is safe behind the checkpoint,
+                # so leave the job to its lease: once it expires, a worker resumes it.
+                logger.error(
+                    "job %s: job database unavailable (%s); it resumes from its checkpoint once"
+                    " its lease expires",
+                    job.pk,
+                    exc,
+                )
+                span.record_exception(exc)
+                connection.close()
+                outcome = Outcome.ABANDONED
             except Exception as exc:
                 # A bug or an unforeseen error: fail this job loudly, keep the worker alive.
                 logger.exception("job %s: unexpected error", job.pk)
@@ -271,10 +284,7 @@ class JobRunner:
         self._end_heartbeats()
         with transaction.atomic():
             job.complete(self.token, self.worker_id)
-            if job.retry_of_id:
-                BatchFailure.objects.unresolved().filter(job_id=job.retry_of_id).update(
-                    resolved_at=timezone.now()
-                )
+            resolve_retried_failures(job)
         return Outcome.COMPLETED
 
     def _end_heartbeats(self) -> None:
@@ -321,7 +331,7 @@ class JobRunner:
             span.set_attribute("reindex.failed", outcome.failed_docs)
             span.set_attribute("reindex.outcome", "partial" if outcome.failures else "ok")
             for failure in outcome.failures:
-                if failure.error_type != "MalformedRecord":
+                if failure.error_type != MALFORMED_ERROR:
                     span.add_event(
                         "exception",
                         {

@@ -14,11 +14,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from reindexer import conf
+from reindexer.documents import MALFORMED_ERROR
 from reindexer.embedders import validate_embedder
 from reindexer.errors import SpecError
 from reindexer.models import (
     MAX_BATCH_SIZE,
     MIN_BATCH_SIZE,
+    BatchFailure,
+    BatchFailureQuerySet,
     EventKind,
     InvalidTransition,
     JobStatus,
@@ -119,12 +122,37 @@ def cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> Rein
     return job
 
 
+def retryable_failures(job: ReindexJob) -> BatchFailureQuerySet:
+    """The job's unresolved failures that a retry could fix (not malformed records)."""
+    return job.failures.unresolved().exclude(error_type=MALFORMED_ERROR)
+
+
 def failed_doc_ids(job: ReindexJob) -> list[str]:
-    """The document ids held by the job's unresolved failures, in failure order, deduplicated."""
+    """The document ids of the job's retryable failures, in failure order, deduplicated."""
     ids: dict[str, None] = {}
-    for doc_ids in job.failures.unresolved().values_list("doc_ids", flat=True):
+    for doc_ids in retryable_failures(job).values_list("doc_ids", flat=True):
         ids.update(dict.fromkeys(doc_ids))
     return list(ids)
+
+
+def resolve_retried_failures(retry: ReindexJob) -> int:
+    """Once `retry` completed: resolve the original's failures whose documents it wrote.
+
+    A failure whose document failed again stays unresolved on the original job (the new failure
+    is recorded on the retry too), so a later retry can still pick it up.
+    """
+    if retry.retry_of_id is None:
+        return 0
+    failed_again: set[str] = set()
+    for doc_ids in retry.failures.values_list("doc_ids", flat=True):
+        failed_again.update(doc_ids)
+    original = ReindexJob.objects.get(pk=retry.retry_of_id)
+    written = [
+        failure.pk
+        for failure in retryable_failures(original).only("pk", "doc_ids")
+        if failed_again.isdisjoint(failure.doc_ids)
+    ]
+    return BatchFailure.objects.filter(pk__in=written).update(resolved_at=timezone.now())
 
 
 def retry_failed(
@@ -133,17 +161,22 @@ def retry_failed(
     user: AbstractBaseUser | None = None,
     trace_context: dict[str, str] | None = None,
 ) -> ReindexJob:
-    """Queue a new job over only the documents of `job`'s unresolved failures."""
-    if not job.is_finished:
-        raise InvalidTransition(
-            f"job {job.pk} is {job.status}; retry its failures once it has finished"
-        )
-    if job.retries_queued.active().exists():
-        raise InvalidTransition(f"a retry of job {job.pk}'s failures is already queued")
-    if not job.failures.unresolved().exists():
-        raise InvalidTransition(f"job {job.pk} has no unresolved failures to retry")
+    """Queue a new job over only the documents of `job`'s retryable failures."""
     open_source(job.source)
     with transaction.atomic():
+        # Locked, so that two clicks (or two tabs, or the API) cannot queue two retries.
+        job = ReindexJob.objects.select_for_update().get(pk=job.pk)
+        if not job.is_finished:
+            raise InvalidTransition(
+                f"job {job.pk} is {job.status}; retry its failures once it has finished"
+            )
+        if job.retries_queued.active().exists():
+            raise InvalidTransition(f"a retry of job {job.pk}'s failures is already queued")
+        if not retryable_failures(job).exists():
+            raise InvalidTransition(
+                f"job {job.pk} has no unresolved failures to retry (malformed records cannot be"
+                " retried: fix them in the source and start a new job)"
+            )
         retry = ReindexJob.objects.create(
             name=f"retry failed of #{job.pk} {job.name}"[:200],
             source=job.source,

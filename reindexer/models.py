@@ -40,6 +40,11 @@ MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 10_000
 
 
+def storable(text: str) -> str:
+    """`text` with NUL characters spelled out: PostgreSQL's text and jsonb refuse them."""
+    return text.replace("\x00", "\\x00")
+
+
 class InvalidTransition(Exception):
     """A state change that the job's current state does not allow; nothing was changed."""
 
@@ -327,7 +332,7 @@ class ReindexJob(models.Model):
                 raises=LeaseLost,
                 finished_at=timezone.now(),
                 lease_token=None,
-                error=error,
+                error=storable(error),
             )
             self.log(EventKind.FAILED, actor, error)
 
@@ -369,12 +374,14 @@ class ReindexJob(models.Model):
             self.log(EventKind.CANCELLED, actor, f"stopped after {self.processed_docs} documents")
 
     def log(self, kind: EventKind, actor: str, detail: str = "") -> JobEvent:
-        return JobEvent.objects.create(job=self, kind=kind, actor=actor, detail=detail)
+        return JobEvent.objects.create(
+            job=self, kind=kind, actor=storable(actor), detail=storable(detail)
+        )
 
 
 class BatchFailureQuerySet(models.QuerySet["BatchFailure"]):
     def unresolved(self) -> BatchFailureQuerySet:
-        """Failures whose documents have not been written by a later retry."""
+        """Failures whose documents no later retry has written."""
         return self.filter(resolved_at__isnull=True)
 
 

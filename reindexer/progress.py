@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -73,6 +75,7 @@ class ProgressPublisher:
         self._layer = get_channel_layer()
         self._enabled = crosses_processes(self._layer)
         self._last: dict[int, float] = {}
+        self._trailing: set[int] = set()  # jobs with a send due at the end of their window
         self._pending: list[Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         if self._enabled:
@@ -86,14 +89,33 @@ class ProgressPublisher:
         return self._enabled
 
     def publish(self, job_id: int, *, force: bool = False) -> None:
+        """Send now, or, inside the window, once at its end: the last state always goes out."""
         if self._loop is None:
             return
-        now = time.monotonic()
-        if not force and now - self._last.get(job_id, 0.0) < self.min_interval:
+        wait = (
+            0.0
+            if force
+            else self._last.get(job_id, -math.inf) + self.min_interval - time.monotonic()
+        )
+        if wait > 0:
+            if job_id not in self._trailing:
+                self._trailing.add(job_id)
+                self._submit(self._send_later(job_id, wait))
             return
-        self._last[job_id] = now
+        self._last[job_id] = time.monotonic()
+        self._submit(self._send(job_id))
+
+    def _submit(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None  # noqa: S101 - publish() returns early without a loop
         self._pending = [f for f in self._pending if not f.done()]
-        self._pending.append(asyncio.run_coroutine_threadsafe(self._send(job_id), self._loop))
+        self._pending.append(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
+
+    async def _send_later(self, job_id: int, wait: float) -> None:
+        await asyncio.sleep(wait)
+        # Cleared before sending: a publish from now on starts a new window of its own.
+        self._trailing.discard(job_id)
+        self._last[job_id] = time.monotonic()
+        await self._send(job_id)
 
     async def _send(self, job_id: int) -> None:
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
 from reindexer import conf, telemetry
@@ -105,7 +105,14 @@ class Worker:
         try:
             while not self.stop.is_set():
                 close_old_connections()
-                claimed = claim_next(options.worker_id, options.lease_seconds)
+                try:
+                    claimed = claim_next(options.worker_id, options.lease_seconds)
+                except (OperationalError, InterfaceError):
+                    # A database restart must not take every worker down with it.
+                    logger.warning("worker %s: cannot claim", options.worker_id, exc_info=True)
+                    close_old_connections()
+                    self.stop.wait(options.poll_seconds)
+                    continue
                 if claimed is None:
                     if options.burst:
                         break

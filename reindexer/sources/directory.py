@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,12 @@ class DirectorySource:
         return len(self.paths())
 
     def open(self, checkpoint: Checkpoint | None = None) -> DirectoryReader:
-        return DirectoryReader(self.root, self.paths(), int((checkpoint or {}).get("index", 0)))
+        paths = self.paths()
+        last = (checkpoint or {}).get("last")
+        # Resume after the last path handed out, not at an index: files added or removed while
+        # the job was stopped would shift an index and skip or repeat documents.
+        start = bisect.bisect_right(paths, last) if isinstance(last, str) else 0
+        return DirectoryReader(self.root, paths, start)
 
 
 class DirectoryReader:
@@ -44,15 +50,18 @@ class DirectoryReader:
         self._root = root
         self._paths = paths
         self._index = start
+        self._last: str | None = paths[start - 1] if start else None
 
     def read_batch(self, size: int) -> list[Record]:
         paths = self._paths[self._index : self._index + size]
         self._index += len(paths)
+        if paths:
+            self._last = paths[-1]
         return [self._read(rel) for rel in paths]
 
     def __iter__(self) -> Iterator[Record]:
         while self._index < len(self._paths):
-            rel = self._paths[self._index]
+            rel = self._last = self._paths[self._index]
             self._index += 1
             yield self._read(rel)
 
@@ -77,7 +86,7 @@ class DirectoryReader:
         return Document(rel, text, {"path": rel, "bytes": len(data)})
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"index": self._index}
+        return {"last": self._last} if self._last is not None else {}
 
     def close(self) -> None:
         self._paths = []

@@ -11,7 +11,8 @@ from reindexer.sources.seen import SeenIds
 
 def _malformed(doc_id: str | None, line: int, reason: str) -> Malformed:
     locator = f"line {line}"
-    return Malformed(doc_id or locator, locator, f"{locator}: {reason}")
+    failure_id = f"{doc_id} ({locator})" if doc_id else locator
+    return Malformed(failure_id, locator, f"{locator}: {reason}")
 
 
 def to_record(value: Any, line: int) -> Record:
@@ -24,6 +25,9 @@ def to_record(value: Any, line: int) -> Record:
     doc_id = value.get("id")
     if not isinstance(doc_id, str) or not doc_id:
         return _malformed(None, line, "'id' must be a non-empty string")
+    if "\x00" in doc_id:
+        # PostgreSQL's text and jsonb refuse NUL, so such an id could never be recorded there.
+        return _malformed(None, line, "'id' must not contain a NUL character")
     text = value.get("text")
     if not isinstance(text, str) or not text or text.isspace():
         return _malformed(doc_id, line, "'text' must be a non-empty string")
@@ -34,16 +38,11 @@ def to_record(value: Any, line: int) -> Record:
 
 
 def mark_duplicates(records: list[Record], lines: Sequence[int], seen: SeenIds) -> list[Record]:
-    """Turn, in place, every document whose id came earlier in the source into a Malformed.
-
-    The failure's id names the line too, so it never collides with the first, written copy.
-    """
+    """Turn, in place, every document whose id an earlier document had into a Malformed."""
     positions = [i for i, record in enumerate(records) if isinstance(record, Document)]
     fresh = seen.add_many([records[i].id for i in positions])
     for i, is_new in zip(positions, fresh, strict=True):
         if not is_new:
             doc_id = records[i].id
-            records[i] = _malformed(
-                f"{doc_id} (line {lines[i]})", lines[i], f"duplicate id {doc_id!r}"
-            )
+            records[i] = _malformed(doc_id, lines[i], f"duplicate id {doc_id!r}")
     return records

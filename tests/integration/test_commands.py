@@ -157,7 +157,25 @@ def test_cancel__pending_job_is_cancelled(
     assert job.status == JobStatus.CANCELLED
 
 
-def test_retry_failed__prints_the_retry_job_id_last(finished_job: ReindexJob, cli: Cli) -> None:
+@pytest.fixture
+def job_with_store_failure(
+    make_corpus: Callable[..., Path], cli: Cli, run_burst_worker: Callable[..., None]
+) -> ReindexJob:
+    """A finished job with one document the store refused (retryable) and one malformed line."""
+    make_corpus(30, extra_lines=["oops"])
+    code, out, _ = cli(
+        "reindex", "start", "--source", "jsonl:docs.jsonl", "--batch-size", "7",
+        "--store", "flaky(sqlite-vec,poison=doc-3)",
+    )  # fmt: skip
+    assert code == 0
+    run_burst_worker()
+    return ReindexJob.objects.get(pk=int(out.splitlines()[-1]))
+
+
+def test_retry_failed__prints_the_retry_job_id_last(
+    job_with_store_failure: ReindexJob, cli: Cli
+) -> None:
+    finished_job = job_with_store_failure
     code, out, _ = cli("reindex", "retry-failed", str(finished_job.pk))
     assert code == 0
     retry = ReindexJob.objects.get(pk=int(out.splitlines()[-1]))
@@ -276,8 +294,9 @@ def test_bad_input__exits_1_with_one_line_on_stderr_and_changes_nothing(
     ],
 )
 def test_bad_input__invalid_transitions_exit_1_with_one_line(
-    finished_job: ReindexJob, cli: Cli, argv: list[str], message: str
+    job_with_store_failure: ReindexJob, cli: Cli, argv: list[str], message: str
 ) -> None:
+    finished_job = job_with_store_failure
     if argv[-1] == "--twice":
         assert cli("reindex", "retry-failed", str(finished_job.pk))[0] == 0
         argv = argv[:-1]

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from reindexer.engine import EngineOptions, JobRunner, Outcome
 from reindexer.jobs import failed_doc_ids, retry_failed
-from reindexer.models import BatchFailure, JobStatus, ReindexJob
+from reindexer.models import BatchFailure, InvalidTransition, JobStatus, ReindexJob
 from reindexer.stores import open_store
 from reindexer.verify import verify_job
 from tests.integration.conftest import event_kinds
@@ -125,7 +125,7 @@ def test_engine__malformed_records_are_recorded_never_written(
         20,
     )
     failures = {tuple(f.doc_ids): f for f in BatchFailure.objects.filter(job=job)}
-    assert set(failures) == {("line 21",), ("doc-3 (line 22)",), ("x",)}
+    assert set(failures) == {("line 21",), ("doc-3 (line 22)",), ("x (line 23)",)}
     assert all(f.error_type == "MalformedRecord" for f in failures.values())
     assert "line 22: duplicate id 'doc-3'" in failures[("doc-3 (line 22)",)].message
     assert stored_ids(job) == {f"doc-{i}" for i in range(20)}
@@ -249,6 +249,61 @@ def test_retry_failed__documents_that_fail_again_stay_recorded(
     assert failed_doc_ids(retry) == ["doc-7"]
     report = verify_job(job)
     assert (report["missing"], report["failed_recorded"]) == (0, 1)
+    # The original still holds it, so the operator can retry again once the store is fixed.
+    assert failed_doc_ids(job) == ["doc-7"]
+    second = retry_failed(job)
+    ReindexJob.objects.filter(pk=second.pk).update(store="sqlite-vec")
+    run_burst_worker()
+    assert failed_doc_ids(job) == []
+    assert "doc-7" in stored_ids(job)
+
+
+def test_retry_failed__leaves_malformed_records_alone_and_says_why(
+    make_corpus: Corpus, make_job: MakeJob, run_burst_worker: Run
+) -> None:
+    job = make_job(
+        make_corpus(10, extra_lines=['{"id": "doc-x", "text": ""}', "not json"]),
+        max_failed_ratio=0.5,
+    )
+    run_burst_worker()
+    job.refresh_from_db()
+    assert job.failed_docs == 2
+    assert failed_doc_ids(job) == []
+    with pytest.raises(InvalidTransition, match="malformed records cannot be retried"):
+        retry_failed(job)
+    assert not ReindexJob.objects.filter(retry_of=job).exists()
+
+
+def test_malformed_record_with_an_id__failure_names_its_line_and_a_later_good_copy_is_written(
+    make_corpus: Corpus, make_job: MakeJob, run_burst_worker: Run
+) -> None:
+    job = make_job(
+        make_corpus(3, extra_lines=['{"id": "late", "text": ""}', '{"id": "late", "text": "ok"}']),
+        max_failed_ratio=0.5,
+    )
+    run_burst_worker()
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert [f.doc_ids for f in job.failures.all()] == [["late (line 4)"]]
+    assert "late" in stored_ids(job)
+    report = verify_job(job)
+    assert (report["source_docs"], report["failed_recorded"], report["missing"]) == (4, 0, 0)
+    assert_counters_consistent(job)
+
+
+def test_id_with_a_nul_character__is_a_malformed_record_on_every_database(
+    make_corpus: Corpus, make_job: MakeJob, run_burst_worker: Run
+) -> None:
+    job = make_job(
+        make_corpus(5, extra_lines=['{"id": "a\\u0000b", "text": "nul inside"}']),
+        max_failed_ratio=0.5,
+    )
+    run_burst_worker()
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error
+    (failure,) = job.failures.all()
+    assert failure.doc_ids == ["line 6"]
+    assert "NUL" in failure.message
 
 
 def test_directory_source__job_indexes_every_file(

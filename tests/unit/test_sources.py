@@ -334,3 +334,36 @@ def test_jsonl__a_byte_order_mark_opening_the_file_is_not_a_malformed_record(
     spec = write_lines(data_dir, [b"\xef\xbb\xbf" + doc_line("first").encode(), doc_line("second")])
     assert ids(read_all(spec)) == ["first", "second"]
     assert all(isinstance(r, Document) for r in read_all(spec))
+
+
+def test_directory__resume_after_files_were_added_and_removed__neither_skips_nor_repeats(
+    data_dir: Path,
+) -> None:
+    root = data_dir / "notes"
+    root.mkdir()
+    for name in ["b.md", "d.md", "f.md", "h.md", "j.md"]:
+        (root / name).write_text(f"text of {name}")
+    reader = open_source("directory:notes").open()
+    try:
+        assert ids(reader.read_batch(3)) == ["b.md", "d.md", "f.md"]
+        checkpoint = reader.checkpoint()
+    finally:
+        reader.close()
+    # While the job was handed back: one file before the checkpoint goes, others arrive.
+    (root / "d.md").unlink()
+    (root / "a.md").write_text("arrived before the checkpoint")
+    (root / "g.md").write_text("arrived after it")
+    assert ids(read_all("directory:notes", checkpoint)) == ["g.md", "h.md", "j.md"]
+
+
+def test_lease_settings__a_heartbeat_longer_than_half_the_lease_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reindexer.conf import ReindexerSettings
+
+    monkeypatch.setenv("REINDEXER_LEASE_SECONDS", "6")
+    monkeypatch.setenv("REINDEXER_HEARTBEAT_SECONDS", "4")
+    with pytest.raises(ValueError, match="at most half of REINDEXER_LEASE_SECONDS"):
+        ReindexerSettings.from_environ()
+    monkeypatch.setenv("REINDEXER_HEARTBEAT_SECONDS", "3")
+    assert ReindexerSettings.from_environ().heartbeat_seconds == 3
