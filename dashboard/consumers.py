@@ -7,6 +7,7 @@ partials the pages use, so a coalesced or lost message never leaves a stale figu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from typing import Any
@@ -29,6 +30,10 @@ INITIAL_ACTIVE_LIMIT = 100
 INITIAL_RECENT_LIMIT = 25
 # A list socket remembers its last push per job; past this many jobs, the expired ones are dropped.
 LAST_PUSH_MEMORY = 1000
+# Every this many seconds a socket re-renders its running jobs: a dead worker writes nothing, so
+# without the tick the heartbeat age would freeze on screen and "stalled" would never appear.
+TICK_SECONDS = 5.0
+TICK_TASK_PREFIX = "dashboard-tick-"
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +42,13 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Authenticates, joins groups, sends the current state, then coalesced pushes per job."""
 
     min_push_interval = MIN_PUSH_INTERVAL
+    tick_seconds = TICK_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_push: dict[int, float] = {}
         self._deferred: dict[int, asyncio.Task[None]] = {}
+        self._tick: asyncio.Task[None] | None = None
         self._uses_relay = False
         self._can_operate = False
         self._connected = False
@@ -58,6 +65,10 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     def wants(self, job_id: int) -> bool:
         return True
+
+    async def running_job_ids(self) -> list[int]:
+        """The running jobs this socket shows, re-rendered on every tick."""
+        raise NotImplementedError
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -87,8 +98,29 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._last_push[job_id] = now
         if html:
             await self.send(text_data=html)
+        self._tick = asyncio.create_task(
+            self._tick_loop(), name=f"{TICK_TASK_PREFIX}{self.channel_name}"
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The server may cancel the consumer without a disconnect (its close timeout ran
+            # out); the tick loops forever, so it must not outlive the consumer either way.
+            self._stop_tick()
+
+    def _stop_tick(self) -> asyncio.Task[None] | None:
+        tick, self._tick = self._tick, None
+        if tick is not None:
+            tick.cancel()
+        return tick
 
     async def disconnect(self, code: int) -> None:
+        tick = self._stop_tick()
+        if tick is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await tick
         for task in self._deferred.values():
             task.cancel()
         self._deferred.clear()
@@ -107,6 +139,17 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._deferred[job_id] = asyncio.create_task(self._push_later(job_id, wait))
             return
         await self._push(job_id)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            try:
+                for job_id in await self.running_job_ids():
+                    # The coalescing path: a tick never adds a push beyond the rate limit.
+                    await self.job_progress({"job_id": job_id})
+            except Exception:
+                # A failed tick (database briefly away) must not end the socket's ticks.
+                logger.warning("periodic refresh failed", exc_info=True)
 
     async def _push_later(self, job_id: int, wait: float) -> None:
         await asyncio.sleep(wait)
@@ -165,6 +208,15 @@ class JobsConsumer(_JobPushConsumer):
     async def initial_state(self) -> tuple[list[int], str]:
         return await self._recent_jobs()
 
+    async def running_job_ids(self) -> list[int]:
+        return await self._running_ids()
+
+    @database_sync_to_async
+    def _running_ids(self) -> list[int]:
+        # Bounded like the initial state; a running job not shown yet asks for a panel refresh.
+        jobs = ReindexJob.objects.running().order_by("-updated_at")
+        return list(jobs.values_list("pk", flat=True)[:INITIAL_ACTIVE_LIMIT])
+
     def render(self, job: ReindexJob) -> str:
         html = super().render(job)
         known = self._statuses.get(job.pk)
@@ -206,6 +258,13 @@ class JobConsumer(_JobPushConsumer):
     @database_sync_to_async
     def _exists(self) -> bool:
         return ReindexJob.objects.filter(pk=self.job_id).exists()
+
+    async def running_job_ids(self) -> list[int]:
+        return [self.job_id] if await self._is_running() else []
+
+    @database_sync_to_async
+    def _is_running(self) -> bool:
+        return ReindexJob.objects.running().filter(pk=self.job_id).exists()
 
     async def initial_state(self) -> tuple[list[int], str]:
         html = await self._render(self.job_id)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib import admin
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from dashboard.models import ApiToken
 from reindexer.models import JobStatus, ReindexJob
@@ -202,16 +207,123 @@ def test_api_token_command__errors(operator: User, argv: list[str], message: str
     assert not ApiToken.objects.exists()
 
 
-def test_admin__adding_a_token_shows_its_key_once(admin_client: Client, operator: User) -> None:
-    response = admin_client.post(
-        "/admin/dashboard/apitoken/add/", {"user": operator.pk, "name": "from admin"}, follow=True
+@pytest.mark.parametrize("given", ["rxk_", "rxk", "", "rxk_…", "rxk_...", "abcdefgh"])
+def test_api_token_command__revoke_needs_more_than_the_fixed_prefix(
+    operator: User, given: str
+) -> None:
+    ApiToken.issue(operator, "one")
+    ApiToken.issue(operator, "two")
+    with pytest.raises(CommandError, match="needs the token's prefix") as caught:
+        call_command("api_token", "operator", "--revoke", given)
+    assert "\n" not in str(caught.value)
+    assert not ApiToken.objects.filter(revoked_at__isnull=False).exists()
+
+
+def test_api_token_command__revoke_refuses_a_prefix_shared_by_several_tokens(
+    operator: User, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, _ = ApiToken.issue(operator, "one")
+    second, _ = ApiToken.issue(operator, "two")
+    # Keys are random; give both the same shown prefix so that a short prefix is ambiguous.
+    ApiToken.objects.filter(pk=first.pk).update(prefix="rxk_AAAA1111")
+    ApiToken.objects.filter(pk=second.pk).update(prefix="rxk_AAAA2222")
+    with pytest.raises(CommandError, match="matches 2 active tokens"):
+        call_command("api_token", "operator", "--revoke", "rxk_AAAA")
+    assert not ApiToken.objects.filter(revoked_at__isnull=False).exists()
+
+    call_command("api_token", "operator", "--revoke", "rxk_AAAA2222…")
+    assert "revoked 1 token" in capsys.readouterr().out
+    assert set(ApiToken.objects.filter(revoked_at__isnull=False)) == {second}
+
+
+@pytest.mark.django_db(transaction=True)  # the command runs in another process
+def test_api_token_command__revoke_error_exits_1_with_one_line(
+    operator: User, manage: list[str], worker_env: dict[str, str]
+) -> None:
+    ApiToken.issue(operator)
+    result = subprocess.run(  # noqa: S603 - our own manage.py, fixed arguments
+        [*manage, "api_token", "operator", "--revoke", "rxk_"],
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "needs the token's prefix" in result.stderr
+    assert not ApiToken.objects.filter(revoked_at__isnull=False).exists()
+
+
+# -- the admin --------------------------------------------------------------------------------
+
+
+def add_token(client: Client, user: User, **extra: Any) -> Any:
+    return client.post("/admin/dashboard/apitoken/add/", {"user": user.pk, "name": "x", **extra})
+
+
+def shown_key(response: Any) -> str:
+    (raw,) = re.findall(r'<code id="new-api-token">(rxk_[^<]+)</code>', response.content.decode())
+    return str(raw)
+
+
+@pytest.fixture
+def token_clerk(db: None) -> User:
+    """Staff (not superuser) who may add and see API tokens."""
+    clerk = User.objects.create_user("clerk", password="pw-clerk", is_staff=True)
+    for codename in ("add_apitoken", "view_apitoken", "change_apitoken"):
+        clerk.user_permissions.add(Permission.objects.get(codename=codename))
+    return clerk
+
+
+def test_admin__adding_a_token_shows_its_key_once_on_the_response_page(
+    admin_client: Client, operator: User
+) -> None:
+    response = add_token(admin_client, operator)
     assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    raw = shown_key(response)
     token = ApiToken.objects.get()
-    shown: list[Any] = [str(m) for m in response.context["messages"]]
-    (raw,) = [word for m in shown for word in m.split() if word.startswith("rxk_")]
+    assert token.user == operator
     assert token.key_hash == hashlib.sha256(raw.encode()).hexdigest()
     assert Api(Client(), bearer(raw)).get("/api/jobs/").status_code == 200
+    # Not in a message, a cookie or the session: the next page knows nothing of it.
+    assert not list(get_messages(response.wsgi_request))
+    assert all(raw not in morsel.value for morsel in admin_client.cookies.values())
+    assert raw not in str(dict(admin_client.session))
+    assert raw not in admin_client.get("/admin/dashboard/apitoken/").content.decode()
+
+
+def test_admin__staff_user_may_issue_a_token_for_themselves_only(
+    token_clerk: User, operator: User, admin_user: User
+) -> None:
+    client = Client()
+    client.force_login(token_clerk)
+    form = client.get("/admin/dashboard/apitoken/add/").content.decode()
+    assert f'<option value="{token_clerk.pk}"' in form
+    for other in (admin_user, operator):
+        assert f'<option value="{other.pk}"' not in form
+        response = add_token(client, other)
+        assert response.status_code == 200
+        assert "Select a valid choice" in response.content.decode()
+        assert "new-api-token" not in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+    response = add_token(client, token_clerk)
+    assert ApiToken.objects.get().user == token_clerk
+    shown_key(response)
+
+
+def test_admin__non_superuser_is_refused_even_past_the_form(
+    rf: RequestFactory, token_clerk: User, admin_user: User
+) -> None:
+    """save_model re-checks, so a future form change cannot reopen the escalation."""
+    request = rf.post("/admin/dashboard/apitoken/add/")
+    request.user = token_clerk
+    model_admin = admin.site._registry[ApiToken]
+    with pytest.raises(PermissionDenied):
+        model_admin.save_model(request, ApiToken(user=admin_user), form=None, change=False)
+    assert not ApiToken.objects.exists()
 
 
 def test_admin__revoke_action(admin_client: Client, operator_token: str) -> None:

@@ -163,11 +163,26 @@ def test_detail__anonymous_gets_401_not_404(anonymous: Api) -> None:
     assert anonymous.get("/api/jobs/999999/").status_code == 401
 
 
-@pytest.mark.parametrize("path", ["/api/jobs/abc/", "/api/nothing/", "/api/jobs/1/nope/"])
+@pytest.mark.parametrize(
+    "path", ["/api/", "/api/jobs/abc/", "/api/nothing/", "/api/jobs/1/nope/", "/api/a/b/"]
+)
 def test_unknown_api_paths_are_json_404(as_viewer: Api, path: str) -> None:
     response = as_viewer.get(path)
     assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
     assert "no API endpoint" in error_of(response)
+
+
+def test_api_root__is_json_404_for_anyone(anonymous: Api) -> None:
+    response = anonymous.get("/api/")
+    assert response.status_code == 404
+    assert error_of(response) == "no API endpoint at /api/"
+
+
+def test_api_path_without_slash__redirects_to_the_json_404(as_viewer: Api) -> None:
+    response = as_viewer.get("/api")
+    assert response.status_code == 301
+    assert response["Location"] == "/api/"
 
 
 def test_gets_change_nothing(as_viewer: Api, make_job: Callable[..., ReindexJob]) -> None:

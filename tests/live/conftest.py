@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from dashboard import relay
+from dashboard.consumers import TICK_TASK_PREFIX
 from tests.live.redis_check import redis_url_or_fail
 
 REDIS_DB = 13  # the consumer tests' own database on the local server
@@ -68,6 +70,8 @@ async def open_socket(application: Any) -> AsyncIterator[Connect]:
     yield open_one
     for communicator in opened:
         await communicator.disconnect()
+    ticking = [t for t in asyncio.all_tasks() if t.get_name().startswith(TICK_TASK_PREFIX)]
+    assert not [t for t in ticking if not t.done()], "a socket's tick outlived it"
     layer = get_channel_layer()
     if isinstance(layer, InMemoryChannelLayer):
         assert layer.groups == {}, f"sockets left groups behind: {layer.groups}"

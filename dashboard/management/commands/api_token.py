@@ -1,7 +1,7 @@
 """`api_token USERNAME [--name TEXT]`: issue an API token and print it once.
 
 `api_token USERNAME --list` shows the user's tokens; `api_token USERNAME --revoke PREFIX` revokes
-the tokens whose key starts with PREFIX (as shown by --list).
+the one active token whose key starts with PREFIX (as shown by --list).
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from dashboard.models import ApiToken
+from dashboard.models import TOKEN_PREFIX, ApiToken
 
 
 class Command(BaseCommand):
@@ -46,18 +47,30 @@ class Command(BaseCommand):
                 )
             return
         if revoke is not None:
-            prefix = revoke.rstrip("…").rstrip(".")
-            if not prefix:
-                raise CommandError("--revoke needs the token's prefix, as --list shows it")
-            count = tokens.filter(prefix__startswith=prefix, revoked_at__isnull=True).update(
-                revoked_at=timezone.now()
-            )
-            if not count:
-                raise CommandError(f"{username} has no active token starting with {prefix!r}")
-            self.stdout.write(f"revoked {count} token(s)")
+            self._revoke(tokens, username, revoke)
             return
         if not user.is_active:
             raise CommandError(f"user {username!r} is inactive")
         _, raw = ApiToken.issue(user, name)
         self.stderr.write("Store this token now; it is not kept and cannot be shown again.")
         self.stdout.write(raw)
+
+    def _revoke(self, tokens: QuerySet[ApiToken], username: str, given: str) -> None:
+        prefix = given.rstrip("…").rstrip(".")
+        # Every key starts with TOKEN_PREFIX, so that alone (or less) would match all the user's
+        # tokens: revoking must name one token.
+        if len(prefix) <= len(TOKEN_PREFIX) or not prefix.startswith(TOKEN_PREFIX):
+            raise CommandError(
+                f"--revoke needs the token's prefix as --list shows it ({TOKEN_PREFIX}…), "
+                f"not {given!r}"
+            )
+        matching = tokens.filter(prefix__startswith=prefix, revoked_at__isnull=True)
+        count = matching.count()
+        if count == 0:
+            raise CommandError(f"{username} has no active token starting with {prefix!r}")
+        if count > 1:
+            raise CommandError(
+                f"{prefix!r} matches {count} active tokens of {username}; give more of the prefix"
+            )
+        matching.update(revoked_at=timezone.now())
+        self.stdout.write("revoked 1 token")
