@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from reindexer.jobs import cancel_job
@@ -169,3 +170,35 @@ def test_contention__two_workers_claim_each_of_20_jobs_exactly_once(
         assert kinds.count("claimed") == 1, kinds
         assert "reclaimed" not in kinds
     assert JobEvent.objects.filter(kind="claimed").count() == 20
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="cutting a worker's database connection needs PostgreSQL's pg_terminate_backend; "
+    "the PostgreSQL run of the suite covers it",
+)
+def test_database_blink__job_is_left_to_its_lease_and_resumed_by_the_same_worker(
+    make_corpus: Corpus, make_job: MakeJob, processes: Processes
+) -> None:
+    job = make_job(make_corpus(400), batch_size=10, store=SLOW_STORE)
+    worker = processes.worker("w-blink", burst=False, env=FAST_LEASE)
+    wait_for_progress(job, 50)
+    with connection.cursor() as cursor:  # every other session on the test database: the worker's
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    try:
+        wait_until(lambda: row(job).status == JobStatus.COMPLETED, timeout=30, what="the resume")
+    except AssertionError as exc:
+        worker.kill()
+        raise AssertionError(f"{exc}; the worker said:\n{finish(worker)[2]}") from None
+    assert worker.poll() is None, "the worker must survive a database blink"
+    os.kill(worker.pid, signal.SIGTERM)
+    code, _, err = finish(worker)
+    assert code == 0, err
+    assert "job database unavailable" in err or "cannot claim" in err, err
+    kinds = event_kinds(row(job))
+    assert "reclaimed" in kinds and "checkpoint_resumed" in kinds
+    report = verify_job(row(job))
+    assert (report["missing"], report["duplicates"], report["in_store"]) == (0, 0, 400)
