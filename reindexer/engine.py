@@ -6,6 +6,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,9 +77,10 @@ class BatchCommitter:
         self._update_sql = (
             f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %s, "  # noqa: S608
             f"{q('heartbeat_at')} = %s, {q('updated_at')} = %s "
-            f"WHERE {q('id')} = %s AND {q('lease_token')} = %s AND {q('status')} = %s"
+            f"WHERE {q('id')} = %s AND {q('lease_token')} = %s AND {q('status')} = %s "
+            # One round trip also tells whether a cancel was requested (SQLite 3.35+, PostgreSQL).
+            f"RETURNING {q('cancel_requested_at')}"
         )
-        self._cancel_sql = f"SELECT {q('cancel_requested_at')} FROM {table} WHERE {q('id')} = %s"  # noqa: S608
 
     def commit(
         self,
@@ -104,9 +106,13 @@ class BatchCommitter:
             self._token_param,
             JobStatus.RUNNING.value,
         ]
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(self._update_sql, params)
-            if cursor.rowcount != 1:
+        # A batch without failures is one statement, atomic on its own; failures join it in a
+        # transaction, so that they are recorded exactly when the checkpoint moves past them.
+        with transaction.atomic() if outcome.failures else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(self._update_sql, params)
+                row = cursor.fetchone()
+            if row is None:
                 raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
             if outcome.failures:
                 BatchFailure.objects.bulk_create(
@@ -122,8 +128,6 @@ class BatchCommitter:
                     )
                     for f in outcome.failures
                 )
-            cursor.execute(self._cancel_sql, [self.job.pk])
-            row = cursor.fetchone()
         job = self.job
         job.processed_docs += processed
         job.failed_docs += failed
@@ -133,7 +137,7 @@ class BatchCommitter:
         job.checkpoint = checkpoint
         job.heartbeat_at = now
         job.updated_at = now
-        return row is not None and row[0] is not None
+        return row[0] is not None
 
 
 def _batches(reader: SourceReader, size: int, only: set[str] | None) -> Iterator[list[Record]]:
