@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from reindexer import telemetry
 from reindexer.errors import SpecError
 from reindexer.jobs import cancel_job, retry_failed, status_label
-from reindexer.models import BatchFailure, InvalidTransition, JobEvent, ReindexJob
+from reindexer.models import BATCH_COUNTERS, BatchFailure, InvalidTransition, JobEvent, ReindexJob
 
 # Inlines render every row on the job's page; beyond this, the failure list is the place to look.
 INLINE_LIMIT = 50
@@ -123,18 +123,7 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
         ),
         (
             "Counters",
-            {
-                "fields": (
-                    "total_docs",
-                    "processed_docs",
-                    "failed_docs",
-                    "skipped_docs",
-                    "batches_done",
-                    "batches_failed",
-                    "retries",
-                    "checkpoint",
-                )
-            },
+            {"fields": ("total_docs", *BATCH_COUNTERS, "checkpoint")},
         ),
         (
             "Runtime",

@@ -27,7 +27,15 @@ from reindexer.embedders import open_embedder
 from reindexer.errors import ReindexerError
 from reindexer.jobs import failed_doc_ids, resolve_retried_failures
 from reindexer.lease import LeaseKeeper
-from reindexer.models import BatchFailure, EventKind, JobStatus, LeaseLost, ReindexJob, storable
+from reindexer.models import (
+    BATCH_COUNTERS,
+    BatchFailure,
+    EventKind,
+    JobStatus,
+    LeaseLost,
+    ReindexJob,
+    storable,
+)
 from reindexer.progress import ProgressPublisher
 from reindexer.sources import SourceReader, open_source
 from reindexer.stores import VectorStore, open_store
@@ -63,15 +71,7 @@ class BatchCommitter:
         q = connection.ops.quote_name
         self._token_param = meta.get_field("lease_token").get_db_prep_value(token, connection)
         self._checkpoint_field = meta.get_field("checkpoint")
-        counters = [
-            "processed_docs",
-            "failed_docs",
-            "skipped_docs",
-            "batches_done",
-            "batches_failed",
-            "retries",
-        ]
-        assignments = ", ".join(f"{q(c)} = {q(c)} + %s" for c in counters)
+        assignments = ", ".join(f"{q(c)} = {q(c)} + %s" for c in BATCH_COUNTERS)
         table = q(meta.db_table)
         # Identifiers come quoted from the model's meta; every value is a query parameter.
         self._update_sql = (

@@ -36,6 +36,16 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
 }
 
+# The per-batch counters, in the order the engine's commit increments them.
+BATCH_COUNTERS = (
+    "processed_docs",
+    "failed_docs",
+    "skipped_docs",
+    "batches_done",
+    "batches_failed",
+    "retries",
+)
+
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 10_000
 

@@ -4,40 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any, NoReturn, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reindexer.errors import ReindexerError
-from reindexer.jobs import JobSpec, cancel_job, create_job, job_status, retry_failed
+from reindexer.jobs import (
+    JobSpec,
+    cancel_job,
+    create_job,
+    job_status,
+    retry_failed,
+)
 from reindexer.models import MAX_BATCH_SIZE, MIN_BATCH_SIZE, InvalidTransition, ReindexJob
 from reindexer.verify import verify_job
 from reindexer.watch import watch_job
-
-
-def batch_size(value: str) -> int:
-    try:
-        size = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"batch size must be a whole number, got {value!r}"
-        ) from None
-    if not MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE:
-        raise argparse.ArgumentTypeError(
-            f"batch size must be between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}, got {size}"
-        )
-    return size
-
-
-def non_negative(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
-    return number
-
 
 MAX_JOB_ID = 2**63 - 1
 
@@ -54,13 +36,37 @@ class OneLineErrorParser(CommandParser):
         raise CommandError(f"Error: {message}")
 
 
-def job_id(value: str) -> int:
+def whole_number(what: str, low: int, high: int, bounds: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, with errors that name `what`."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number, got {value!r}"
+            ) from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be {bounds}, got {number}")
+        return number
+
+    return parse
+
+
+batch_size = whole_number(
+    "batch size", MIN_BATCH_SIZE, MAX_BATCH_SIZE, f"between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}"
+)
+job_id = whole_number("job id", 1, MAX_JOB_ID, "a positive whole number")
+
+
+def non_negative(value: str) -> int:
+    """Max retries: the upper bound is JobSpec's to check, with the rest of the spec."""
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"job id must be a whole number, got {value!r}") from None
-    if not 1 <= number <= MAX_JOB_ID:
-        raise argparse.ArgumentTypeError(f"job id must be a positive whole number, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
     return number
 
 
