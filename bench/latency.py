@@ -91,7 +91,8 @@ def write_corpus(path: Path, n: int) -> None:
 
 
 def queue_job(user: Any, source: str, store: str, batch_size: int, name: str) -> int:
-    from reindexer.jobs import JobSpec, create_job
+    from reindexer.jobs import create_job
+    from reindexer.specs import JobSpec
 
     spec = JobSpec(source=source, store=store, batch_size=batch_size, name=name, max_retries=0)
     job = create_job(spec, user=user)

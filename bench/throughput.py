@@ -81,8 +81,9 @@ def bare(corpus: Path, data_dir: Path, collection: str, batch_size: int) -> floa
 
 def tracked(corpus: Path, collection: str, batch_size: int) -> float:
     """The same work as a job: queued, claimed and run by the worker, checkpointed per batch."""
-    from reindexer.jobs import JobSpec, create_job
+    from reindexer.jobs import create_job
     from reindexer.models import ReindexJob
+    from reindexer.specs import JobSpec
     from reindexer.worker import Worker, WorkerOptions
 
     job = create_job(

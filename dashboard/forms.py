@@ -1,46 +1,26 @@
-"""The "New job" form: field parsing only; JobSpec.validate stays the authority on what is valid."""
+"""The "New job" form: its fields come from JobSpec, which stays the authority on what is valid."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from django import forms
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
-from reindexer import conf
+from reindexer import conf, specs
 from reindexer.embedders import EMBEDDERS
 from reindexer.errors import SpecError
-from reindexer.jobs import MAX_RETRIES_LIMIT, JobSpec
-from reindexer.models import MAX_BATCH_SIZE, MIN_BATCH_SIZE
 from reindexer.sources.directory import SUFFIXES
+from reindexer.specs import InvalidSpec, JobSpec
 from reindexer.stores import STORES
 
 # Listing the roots walks the file system on every form render, so keep it shallow and short.
 MAX_SOURCE_DEPTH = 4
 MAX_SOURCE_CHOICES = 200
-
-# JobSpec.validate raises one SpecError for the first problem; its message says which field.
-_MESSAGE_FIELDS = (
-    ("batch size", "batch_size"),
-    ("max retries", "max_retries"),
-    ("max failed ratio", None),
-    ("name", "name"),
-    ("unknown embedder", "embedder"),
-    ("unknown store", "store"),
-    ("flaky", "store"),
-    ("store", "store"),
-    ("collection", "collection"),
-)
-
-
-_DEFAULTS: dict[str, Any] = {
-    f.name: f.default
-    for f in dataclasses.fields(JobSpec)
-    if f.default is not dataclasses.MISSING and f.name != "source"
-}
 
 
 def available_sources(roots: tuple[Path, ...] | None = None) -> list[str]:
@@ -77,81 +57,70 @@ def _walk(root: Path, *, relative: bool) -> Iterator[str]:
                 yield f"jsonl:{path.relative_to(root).as_posix() if relative else path.as_posix()}"
 
 
+# Browser hints only; the spec validates.
+_WIDGET_ATTRS: dict[str, dict[str, str]] = {
+    "source": {"list": "source-choices", "placeholder": "jsonl:docs.jsonl", "autocomplete": "off"},
+    "store": {"list": "store-choices"},
+}
+
+
+def _form_field(name: str, info: FieldInfo) -> forms.Field:
+    """The form field of one JobSpec field. It only parses: the bounds are JobSpec's to check,
+    so the form's messages are the ones the command line and the API give."""
+    default = info.get_default()
+    options: dict[str, Any] = {
+        "label": name.replace("_", " ").capitalize(),
+        "help_text": info.description or "",
+        # A field whose default is empty may be left empty; the others must be filled in.
+        "required": default is PydanticUndefined or default not in ("", None),
+        "initial": None if default is PydanticUndefined else default,
+    }
+    if info.annotation in (int, float):
+        low, high = specs.bounds(name)
+        attrs = {"min": low, "max": high, **({"step": "any"} if info.annotation is float else {})}
+        field_class = forms.IntegerField if info.annotation is int else forms.FloatField
+        return field_class(widget=forms.NumberInput(attrs=attrs), **options)
+    return forms.CharField(widget=forms.TextInput(attrs=_WIDGET_ATTRS.get(name, {})), **options)
+
+
 class NewJobForm(forms.Form):
-    source = forms.CharField(
-        max_length=1000,
-        help_text="jsonl:FILE or directory:FOLDER, inside the allowed source roots.",
-        widget=forms.TextInput(
-            attrs={
-                "list": "source-choices",
-                "placeholder": "jsonl:docs.jsonl",
-                "autocomplete": "off",
-            }
-        ),
-    )
-    embedder = forms.CharField(max_length=200, initial="hashing")
-    store = forms.CharField(
-        max_length=1000,
-        initial="sqlite-vec",
-        help_text="sqlite-vec, or flaky(sqlite-vec,transient=0.1,…) to rehearse failures.",
-        widget=forms.TextInput(attrs={"list": "store-choices"}),
-    )
-    collection = forms.CharField(max_length=200, initial="default")
-    # No min/max validators here: out-of-range values reach JobSpec.validate, whose message is
-    # the one the command line and the API give too. The widget attributes only guide the browser.
-    batch_size = forms.IntegerField(
-        initial=200,
-        widget=forms.NumberInput(attrs={"min": MIN_BATCH_SIZE, "max": MAX_BATCH_SIZE}),
-    )
-    max_retries = forms.IntegerField(
-        initial=3, widget=forms.NumberInput(attrs={"min": 0, "max": MAX_RETRIES_LIMIT})
-    )
-    name = forms.CharField(
-        max_length=200, required=False, help_text="Optional; defaults to the source."
-    )
+    """The fields of JobSpec, in its order; `clean` validates through JobSpec.parse."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name, info in JobSpec.model_fields.items():
+            self.fields[name] = _form_field(name, info)
         self.source_choices = available_sources()
         self.embedder_choices = list(EMBEDDERS)
-        self.store_choices = list(STORES)
-
-    def spec(self) -> JobSpec:
-        data = self.cleaned_data
-        return JobSpec(
-            source=data["source"].strip(),
-            embedder=data["embedder"].strip(),
-            store=data["store"].strip(),
-            collection=data["collection"].strip(),
-            batch_size=data["batch_size"],
-            max_retries=data["max_retries"],
-            name=data.get("name", "").strip(),
-        )
+        self.store_choices = [usage for usage in STORES.usages() if "(" not in usage]
+        self.validated_spec: JobSpec | None = None
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
-        if self.errors:
+        if cleaned is None:
             return cleaned
-        # JobSpec.validate stops at the first problem; put each failing field back to its default
-        # and validate again, so that every wrong field is reported at once.
-        spec = self.spec()
-        for _ in range(len(self.fields)):
-            try:
-                spec.validate()
-            except SpecError as exc:
-                field = self.add_spec_error(exc)
-                if field not in _DEFAULTS:
-                    break
-                spec = dataclasses.replace(spec, **{field: _DEFAULTS[field]})
-            else:
-                break
+        # Only the fields that parsed go on to the spec, so that each error is reported once.
+        data = {k: v for k, v in cleaned.items() if k not in self.errors}
+        try:
+            spec = JobSpec.parse(data)
+        except InvalidSpec as exc:
+            self.add_spec_error(exc)
+        else:
+            if not self.errors:
+                self.validated_spec = spec
         return cleaned
 
-    def add_spec_error(self, exc: SpecError) -> str | None:
-        """Show a SpecError next to the field it is about (from create_job, too); return it."""
-        message = str(exc)
-        field = next(
-            (f for prefix, f in _MESSAGE_FIELDS if message.lower().startswith(prefix)), "source"
-        )
-        self.add_error(field, message)
-        return field
+    def spec(self) -> JobSpec:
+        if self.validated_spec is None:
+            raise ValueError("spec() is only available once the form is valid")
+        return self.validated_spec
+
+    def add_spec_error(self, exc: SpecError) -> None:
+        """Show each problem beside the field it concerns (from create_job too)."""
+        errors = exc.errors if isinstance(exc, InvalidSpec) else [exc]
+        for error in errors:
+            field = error.field if error.field in self.fields else None
+            # A required field that failed to parse is reported already, as "missing" again.
+            if field is not None and field in self.errors:
+                continue
+            self.add_error(field, str(error))

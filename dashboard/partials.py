@@ -7,27 +7,18 @@ pages whose <body> says the user may operate (the server checks the permission o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
-from django.utils import timezone
 
-from reindexer import conf
-from reindexer.jobs import status_label
-from reindexer.models import JobEvent, JobStatus, ReindexJob
+from reindexer.models import JobEvent, ReindexJob
+from reindexer.permissions import can_operate
+from reindexer.presenter import JobView, present
 
 # A job's timeline is short (a handful of events per claim); the cap guards the pathological case.
 EVENTS_LIMIT = 500
-# Swapped into the jobs list page when a job appears or changes state: it loads at once and
-# re-fetches the page's own URL (hx-get=""), so the tabs' counts and the rows follow.
-JOBS_REFRESH = (
-    '<div id="jobs-refresh" hx-swap-oob="true" hidden hx-get="" hx-trigger="load"'
-    ' hx-target="#jobs-panel" hx-swap="outerHTML"></div>'
-)
-
-OPERATE_PERM = "reindexer.operate_reindexjob"
-VIEW_PERM = "reindexer.view_reindexjob"
 
 Ops = Literal["shown", "gated", ""]
 
@@ -38,28 +29,19 @@ def ops_mode(can_operate: bool | None) -> Ops:
     return "shown" if can_operate else ""
 
 
-def job_context(job: ReindexJob, *, can_operate: bool | None = None) -> dict[str, Any]:
-    now = timezone.now()
-    lease = conf.get().lease_seconds
-    label = status_label(job)
-    return {
-        "job": job,
-        "label": label,
-        "badge": label.replace(" ", "-"),
-        "percent": round(job.progress * 100),
-        "rate": job.docs_per_second(now),
-        "eta": job.eta_seconds(now),
-        "elapsed": job.elapsed_seconds(now),
-        # A finished job's last heartbeat says nothing about its health.
-        "heartbeat_age": None if job.is_finished else job.heartbeat_age(now),
-        "stalled": job.is_stalled(lease, now),
-        "lease_seconds": lease,
-        "ops": ops_mode(can_operate),
-        # Decided from the counters alone, so a push costs no extra query; the POST re-checks.
-        "can_cancel": job.status in (JobStatus.PENDING, JobStatus.RUNNING)
-        and not job.is_cancelling,
-        "can_retry": job.is_finished and job.failed_docs > 0,
-    }
+@dataclass(frozen=True)
+class RowContext:
+    """What the job partials render: the presenter's figures, and how to show the buttons."""
+
+    view: JobView
+    ops: Ops
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.view, name)
+
+
+def job_context(job: ReindexJob, *, can_operate: bool | None = None) -> RowContext:
+    return RowContext(present(job), ops_mode(can_operate))
 
 
 def render_row(job: ReindexJob, request: HttpRequest | None = None, *, oob: bool = False) -> str:
@@ -103,6 +85,11 @@ def render_job_oob(job: ReindexJob, request: HttpRequest) -> str:
     return render_row(job, request, oob=True) + render_progress(job, request, oob=True)
 
 
+def render_jobs_refresh() -> str:
+    """Asks the jobs list to re-fetch its panel (a job appeared or changed state)."""
+    return render_to_string("dashboard/job_list.html#jobs-refresh")
+
+
 def render_flash(
     message: str, *, level: str = "info", link: tuple[str, str] | None = None, oob: bool = True
 ) -> str:
@@ -112,6 +99,4 @@ def render_flash(
 
 
 def _can_operate(request: HttpRequest | None) -> bool | None:
-    if request is None:
-        return None
-    return request.user.has_perm(OPERATE_PERM)
+    return None if request is None else can_operate(request.user)

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q
@@ -19,24 +18,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
 from dashboard.forms import NewJobForm
-from dashboard.partials import (
-    OPERATE_PERM,
-    VIEW_PERM,
-    job_context,
-    render_flash,
-    render_job_oob,
-    render_row,
-    timeline_events,
-)
+from dashboard.partials import job_context, render_flash, render_job_oob, timeline_events
+from dashboard.permissions import operate_action, page
 from reindexer import telemetry
 from reindexer.errors import SpecError
 from reindexer.jobs import cancel_job, create_job, retry_failed
 from reindexer.models import BatchFailure, InvalidTransition, JobStatus, ReindexJob
+from reindexer.permissions import OPERATE, can_operate
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -61,10 +53,6 @@ def _actor(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
-def _can_operate(request: HtmxHttpRequest) -> bool:
-    return request.user.has_perm(OPERATE_PERM)
-
-
 def _query(**params: str) -> str:
     return urlencode({k: v for k, v in params.items() if v})
 
@@ -85,10 +73,8 @@ def _page_links(page: Page[Any], base: str, param: str) -> dict[str, str | None]
 # -- the jobs list ---------------------------------------------------------------------------
 
 
-@require_GET
+@page()
 @vary_on_headers("HX-Request", "HX-Target")
-@login_required
-@permission_required(VIEW_PERM, raise_exception=True)
 def job_list(request: HtmxHttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     if status not in JobStatus.values:
@@ -106,7 +92,7 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
         jobs = jobs.filter(status=status)
     page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
 
-    can_operate = _can_operate(request)
+    may_operate = can_operate(request.user)
     tabs = [
         {
             "label": label,
@@ -117,17 +103,17 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
         for value, label in [("", "All"), *JobStatus.choices]
     ]
     context = {
-        "rows": [job_context(job, can_operate=can_operate) for job in page],
+        "rows": [job_context(job, can_operate=may_operate) for job in page],
         "page": page,
         "page_links": _page_links(page, _query(status=status, q=q), "page"),
         "tabs": tabs,
         "status": status,
         "q": q,
-        "can_operate": can_operate,
+        "can_operate": may_operate,
     }
     if _htmx_target(request) == "jobs-panel":
         return render(request, "dashboard/_jobs_panel.html", context)
-    if can_operate:
+    if may_operate:
         context["form"] = NewJobForm()
     return render(request, "dashboard/job_list.html", context)
 
@@ -135,16 +121,12 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 # -- creating a job --------------------------------------------------------------------------
 
 
-@require_GET
-@login_required
-@permission_required(OPERATE_PERM, raise_exception=True)
+@page(OPERATE)
 def job_new(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/job_new.html", {"form": NewJobForm()})
 
 
-@require_POST
-@login_required
-@permission_required(OPERATE_PERM, raise_exception=True)
+@operate_action
 def job_create(request: HtmxHttpRequest) -> HttpResponse:
     form = NewJobForm(request.POST)
     if form.is_valid():
@@ -160,16 +142,14 @@ def job_create(request: HtmxHttpRequest) -> HttpResponse:
                 messages.success(request, message)
                 return redirect("dashboard:job-detail", pk=job.pk)
             # A fresh form, the new row on top of the list, and the message.
-            html = (
-                render(
-                    request, "dashboard/_job_form.html", {"form": NewJobForm(), "htmx_form": True}
-                ).content.decode()
-                + _prepend_row(job, request)
-                + render_flash(
-                    message, link=(reverse("dashboard:job-detail", args=[job.pk]), "Open")
-                )
-            )
-            return HttpResponse(html, status=201)
+            context = {
+                "form": NewJobForm(),
+                "r": job_context(job, can_operate=True),
+                "flash_message": message,
+                "flash_level": "info",
+                "flash_link": (reverse("dashboard:job-detail", args=[job.pk]), "Open"),
+            }
+            return render(request, "dashboard/job_list.html#job-created", context, status=201)
     # 422 so that nothing caches the failed attempt; htmx is configured to swap it (base.html).
     if request.htmx:
         return render(
@@ -181,10 +161,8 @@ def job_create(request: HtmxHttpRequest) -> HttpResponse:
 # -- a job's page ----------------------------------------------------------------------------
 
 
-@require_GET
+@page()
 @vary_on_headers("HX-Request", "HX-Target")
-@login_required
-@permission_required(VIEW_PERM, raise_exception=True)
 def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ReindexJob.objects.select_related("created_by", "retry_of"), pk=pk)
     # The traceback is only read when a failure is opened.
@@ -199,7 +177,7 @@ def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if _htmx_target(request) == "failures":
         return render(request, "dashboard/_failures.html", context)
     context.update(
-        r=job_context(job, can_operate=_can_operate(request)),
+        r=job_context(job, can_operate=can_operate(request.user)),
         events=timeline_events(job),
         retries_queued=list(job.retries_queued.only("pk", "name", "status")),
         traceparent=job.trace_context.get("traceparent", ""),
@@ -207,9 +185,7 @@ def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/job_detail.html", context)
 
 
-@require_GET
-@login_required
-@permission_required(VIEW_PERM, raise_exception=True)
+@page()
 def failure_detail(request: HtmxHttpRequest, pk: int, failure_pk: int) -> HttpResponse:
     failure = get_object_or_404(BatchFailure.objects.select_related("job"), pk=failure_pk, job=pk)
     context = {"failure": failure, "job": failure.job}
@@ -221,9 +197,7 @@ def failure_detail(request: HtmxHttpRequest, pk: int, failure_pk: int) -> HttpRe
 # -- operating a job -------------------------------------------------------------------------
 
 
-@require_POST
-@login_required
-@permission_required(OPERATE_PERM, raise_exception=True)
+@operate_action
 def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ReindexJob, pk=pk)
     try:
@@ -241,9 +215,7 @@ def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return redirect(_next_url(request, job))
 
 
-@require_POST
-@login_required
-@permission_required(OPERATE_PERM, raise_exception=True)
+@operate_action
 def job_retry_failed(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ReindexJob, pk=pk)
     try:
@@ -259,13 +231,6 @@ def job_retry_failed(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return HttpResponse(render_job_oob(job, request) + render_flash(message, link=link))
     messages.success(request, message)
     return redirect("dashboard:job-detail", pk=retry.pk)
-
-
-def _prepend_row(job: ReindexJob, request: HtmxHttpRequest) -> str:
-    # After a <form>, a bare <tbody>/<tr> would be dropped by the HTML parser; inside a <template>
-    # it parses as table content, and htmx takes out-of-band elements from templates.
-    row = render_row(job, request)
-    return f'<template><tbody hx-swap-oob="afterbegin:#job-rows">{row}</tbody></template>'
 
 
 def _conflict(request: HtmxHttpRequest, job: ReindexJob, message: str) -> HttpResponse:

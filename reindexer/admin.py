@@ -15,8 +15,10 @@ from django.utils.html import format_html
 
 from reindexer import telemetry
 from reindexer.errors import SpecError
-from reindexer.jobs import cancel_job, retry_failed, status_label
+from reindexer.jobs import cancel_job, retry_failed
 from reindexer.models import BATCH_COUNTERS, BatchFailure, InvalidTransition, JobEvent, ReindexJob
+from reindexer.permissions import can_operate
+from reindexer.presenter import present, status_label
 
 # Inlines render every row on the job's page; beyond this, the failure list is the place to look.
 INLINE_LIMIT = 50
@@ -158,7 +160,7 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
         return actions
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("reindexer.operate_reindexjob")
+        return can_operate(request.user)
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: ReindexJob) -> str:
@@ -167,7 +169,7 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     @admin.display(description="Progress")
     def progress_display(self, obj: ReindexJob) -> str:
         total = "?" if obj.total_docs is None else f"{obj.total_docs:,}"
-        return f"{obj.progress:.0%} ({obj.processed_docs:,} / {total})"
+        return f"{present(obj).percent}% ({obj.processed_docs:,} / {total})"
 
     @admin.action(description="Cancel", permissions=["operate"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:

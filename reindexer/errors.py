@@ -10,7 +10,14 @@ class ReindexerError(Exception):
 
 
 class SpecError(ReindexerError):
-    """A job's source, embedder, store or settings are invalid; raised before anything runs."""
+    """A job's source, embedder, store or settings are invalid; raised before anything runs.
+
+    `field` names the spec field it concerns, when one does, so a form shows it beside its input.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownBackend(SpecError):

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from reindexer.jobs import status_label
 from reindexer.models import ReindexJob
+from reindexer.presenter import status_label
 
 
 def watch_job(job: ReindexJob, out: TextIO, poll_seconds: float = 0.5) -> None:

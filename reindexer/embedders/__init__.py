@@ -1,25 +1,21 @@
-"""Embedders by spec. `hashing` now; model-based ones register here later."""
+"""Embedders by spec: `hashing` now; model-based ones register here too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from reindexer.backends import NoOptions, Registry
 from reindexer.embedders.base import Embedder, Vectors
 from reindexer.embedders.hashing import HashingEmbedder
-from reindexer.errors import UnknownBackend
 
 __all__ = ["Embedder", "Vectors", "EMBEDDERS", "open_embedder", "validate_embedder"]
 
-EMBEDDERS: dict[str, Callable[[], Embedder]] = {
-    "hashing": HashingEmbedder,
-}
+EMBEDDERS: Registry[Embedder] = Registry("embedder")
+EMBEDDERS.register("hashing", NoOptions, lambda _: HashingEmbedder())
 
 
 def validate_embedder(spec: str) -> None:
-    if spec not in EMBEDDERS:
-        raise UnknownBackend(f"unknown embedder {spec!r}; known: {', '.join(EMBEDDERS)}")
+    """Raise SpecError unless `spec` names a known embedder with valid options."""
+    EMBEDDERS.resolve(spec)
 
 
 def open_embedder(spec: str) -> Embedder:
-    validate_embedder(spec)
-    return EMBEDDERS[spec]()
+    return EMBEDDERS.open(spec)

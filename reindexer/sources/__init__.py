@@ -1,44 +1,60 @@
-"""Sources by spec: `jsonl:PATH` and `directory:PATH`."""
+"""Sources by spec: `jsonl:PATH` and `directory:PATH`, paths checked against the allowed roots."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import ClassVar, Self
 
 from reindexer import conf
-from reindexer.errors import SpecError, UnknownBackend
+from reindexer.backends import ParsedSpec, Registry
 from reindexer.sources.base import Source, SourceReader
 from reindexer.sources.directory import DirectorySource
 from reindexer.sources.jsonl import JsonlSource
 from reindexer.sources.paths import resolve_source_path
 
-__all__ = ["Source", "SourceReader", "open_source", "SOURCE_KINDS"]
+__all__ = ["Source", "SourceReader", "SOURCES", "open_source"]
 
 
-def _jsonl(spec: str, path: Path) -> Source:
-    return JsonlSource(spec, path)
+@dataclass(frozen=True)
+class PathOptions:
+    """`KIND:PATH`: a path inside the allowed roots (a relative one starts at the first root)."""
+
+    spec: str
+    path: Path
+    want_dir: ClassVar[bool] = False
+
+    @classmethod
+    def from_spec(cls, spec: ParsedSpec) -> Self:
+        roots = conf.get().source_roots
+        return cls(spec.text, resolve_source_path(spec.arg, roots, want_dir=cls.want_dir))
 
 
-def _directory(spec: str, path: Path) -> Source:
-    return DirectorySource(spec, path)
+class FileOptions(PathOptions):
+    """`jsonl:PATH`: a file."""
 
 
-# kind -> (whether the path is a folder, factory)
-SOURCE_KINDS: dict[str, tuple[bool, Callable[[str, Path], Source]]] = {
-    "jsonl": (False, _jsonl),
-    "directory": (True, _directory),
-}
+class FolderOptions(PathOptions):
+    """`directory:PATH`: a folder."""
+
+    want_dir = True
 
 
-def open_source(spec: str, roots: tuple[Path, ...] | None = None) -> Source:
-    """The source that `spec` names, with its path checked against the allowed roots."""
-    kind, sep, raw_path = spec.partition(":")
-    if not sep:
-        raise SpecError(
-            f"source {spec!r} must look like KIND:PATH (kinds: {', '.join(SOURCE_KINDS)})"
-        )
-    if kind not in SOURCE_KINDS:
-        raise UnknownBackend(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}")
-    want_dir, factory = SOURCE_KINDS[kind]
-    path = resolve_source_path(raw_path, roots or conf.get().source_roots, want_dir=want_dir)
-    return factory(spec, path)
+SOURCES: Registry[Source] = Registry("source", unknown_label="source kind", shape="KIND:PATH")
+for _kind, _options, _source_class in (
+    ("jsonl", FileOptions, JsonlSource),
+    ("directory", FolderOptions, DirectorySource),
+):
+    SOURCES.register(
+        _kind,
+        _options,
+        partial(lambda cls, o: cls(o.spec, o.path), _source_class),
+        takes_arg=True,
+        usage=f"{_kind}:PATH",
+    )
+
+
+def open_source(spec: str) -> Source:
+    """The source that `spec` names; raises SpecError (SourcePathError for a refused path)."""
+    return SOURCES.open(spec)

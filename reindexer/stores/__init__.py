@@ -2,39 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from reindexer.backends import NoOptions, Registry
+from reindexer.stores.base import Hit, StoreBackend, VectorStore
+from reindexer.stores.flaky import FlakyBackend, FlakyOptions
+from reindexer.stores.sqlite_vec import SqliteVecBackend
 
-from reindexer import conf
-from reindexer.errors import UnknownBackend
-from reindexer.stores.base import Hit, VectorStore
-from reindexer.stores.flaky import FlakyStore, parse_flaky
-from reindexer.stores.sqlite_vec import SqliteVecStore, validate_collection
+__all__ = [
+    "Hit",
+    "VectorStore",
+    "StoreBackend",
+    "STORES",
+    "open_store",
+    "store_backend",
+    "validate_store",
+    "validate_collection",
+]
 
-__all__ = ["Hit", "VectorStore", "STORES", "open_store", "validate_store", "validate_collection"]
+STORES: Registry[StoreBackend] = Registry("store")
+STORES.register("sqlite-vec", NoOptions, lambda _: SqliteVecBackend())
+STORES.register(
+    "flaky",
+    FlakyOptions,
+    lambda o: FlakyBackend(store_backend(o.inner), o),
+    takes_items=True,
+    usage="flaky(INNER,key=value,...)",
+)
 
-# name -> factory(data_dir, collection, dimensions)
-STORES: dict[str, Callable[[Path, str, int], VectorStore]] = {
-    "sqlite-vec": SqliteVecStore.for_collection,
-}
+
+def store_backend(spec: str) -> StoreBackend:
+    """The backend `spec` names, inner stores included; opens nothing. Raises SpecError."""
+    return STORES.open(spec)
 
 
 def validate_store(spec: str) -> None:
     """Raise SpecError unless `spec` names a known store with valid options."""
-    if spec.startswith("flaky("):
-        validate_store(parse_flaky(spec).inner)
-    elif spec not in STORES:
-        known = ", ".join([*STORES, "flaky(INNER,...)"])
-        raise UnknownBackend(f"unknown store {spec!r}; known: {known}")
+    store_backend(spec)
 
 
-def open_store(
-    spec: str, collection: str, dimensions: int, data_dir: Path | None = None
-) -> VectorStore:
-    validate_store(spec)
-    validate_collection(collection)
-    data_dir = data_dir or conf.get().data_dir
-    if spec.startswith("flaky("):
-        options = parse_flaky(spec)
-        return FlakyStore(open_store(options.inner, collection, dimensions, data_dir), options)
-    return STORES[spec](data_dir, collection, dimensions)
+def validate_collection(store: str, collection: str) -> None:
+    """Raise SpecError unless `collection` is a valid name in the store that `store` names."""
+    store_backend(store).check_collection(collection)
+
+
+def open_store(spec: str, collection: str, dimensions: int) -> VectorStore:
+    backend = store_backend(spec)
+    backend.check_collection(collection)
+    return backend.open(collection, dimensions)

@@ -38,3 +38,16 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class StoreBackend(Protocol):
+    """A store as a spec names it: the rule for its collection names, and a way to open one.
+
+    Building one opens no connection and touches no file; `open` does.
+    """
+
+    def check_collection(self, name: str) -> None:
+        """Raise SpecError unless `name` is a valid collection name for this store."""
+        ...
+
+    def open(self, collection: str, dimensions: int) -> VectorStore: ...

@@ -6,21 +6,59 @@ import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
+from reindexer.backends import ParsedSpec
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
 from reindexer.errors import PermanentError, SpecError, TransientError
-from reindexer.stores.base import Hit, VectorStore
+from reindexer.stores.base import Hit, StoreBackend, VectorStore
 
 
 @dataclass(frozen=True)
 class FlakyOptions:
+    """`flaky(INNER,transient=R,permanent=R,poison=ID,...,latency=MS,seed=N)`.
+
+    A value runs to the next `,` or the closing `)`, so poisoned ids may hold `<`, `=`, `/`...
+    """
+
     inner: str
     transient: float = 0.0
     permanent: float = 0.0
     poison: frozenset[str] = field(default_factory=frozenset)
     latency_ms: float = 0.0
     seed: int = 0
+
+    @classmethod
+    def from_spec(cls, spec: ParsedSpec) -> Self:
+        inner, *rest = spec.items or ("",)
+        if not inner or "=" in inner:
+            raise SpecError(f"flaky store {spec.text!r} must name its inner store first")
+        transient = permanent = latency = 0.0
+        seed = 0
+        poison: set[str] = set()
+        for key, value in spec.pairs(tuple(rest)):
+            if key == "transient":
+                transient = _rate(key, value)
+            elif key == "permanent":
+                permanent = _rate(key, value)
+            elif key == "poison":
+                if not value:
+                    raise SpecError("flaky: poison needs a document id")
+                poison.add(value)
+            elif key == "latency":
+                latency = _latency(value)
+            elif key == "seed":
+                try:
+                    seed = int(value)
+                except ValueError:
+                    raise SpecError(f"flaky: seed={value!r} is not an integer") from None
+            else:
+                raise SpecError(
+                    f"flaky: unknown option {key!r} "
+                    "(known: transient, permanent, poison, latency, seed)"
+                )
+        return cls(inner, transient, permanent, frozenset(poison), latency, seed)
 
 
 def _rate(key: str, value: str) -> float:
@@ -33,49 +71,38 @@ def _rate(key: str, value: str) -> float:
     return rate
 
 
-def parse_flaky(spec: str) -> FlakyOptions:
-    """Parse `flaky(INNER,transient=R,permanent=R,poison=ID,...,latency=MS,seed=N)`.
+def _latency(value: str) -> float:
+    try:
+        latency = float(value)
+    except ValueError:
+        raise SpecError(f"flaky: latency={value!r} is not a number") from None
+    if not 0 <= latency <= 60_000:
+        raise SpecError("flaky: latency must be between 0 and 60000 ms")
+    return latency
 
-    A value runs to the next `,` or the closing `)`, so poisoned ids may hold `<`, `=`, `/`...
-    """
-    if not (spec.startswith("flaky(") and spec.endswith(")")):
-        raise SpecError(f"store {spec!r} must look like flaky(INNER,key=value,...)")
-    inner, *options = spec[len("flaky(") : -1].split(",")
-    if not inner or "=" in inner:
-        raise SpecError(f"flaky store {spec!r} must name its inner store first")
-    transient = permanent = latency = 0.0
-    seed = 0
-    poison: set[str] = set()
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep:
-            raise SpecError(f"flaky: option {option!r} must be key=value")
-        if key == "transient":
-            transient = _rate(key, value)
-        elif key == "permanent":
-            permanent = _rate(key, value)
-        elif key == "poison":
-            if not value:
-                raise SpecError("flaky: poison needs a document id")
-            poison.add(value)
-        elif key == "latency":
-            try:
-                latency = float(value)
-            except ValueError:
-                raise SpecError(f"flaky: latency={value!r} is not a number") from None
-            if not 0 <= latency <= 60_000:
-                raise SpecError("flaky: latency must be between 0 and 60000 ms")
-        elif key == "seed":
-            try:
-                seed = int(value)
-            except ValueError:
-                raise SpecError(f"flaky: seed={value!r} is not an integer") from None
-        else:
-            raise SpecError(
-                f"flaky: unknown option {key!r} "
-                "(known: transient, permanent, poison, latency, seed)"
-            )
-    return FlakyOptions(inner, transient, permanent, frozenset(poison), latency, seed)
+
+def parse_flaky(spec: str) -> FlakyOptions:
+    """The options of a `flaky(...)` store spec; raises SpecError."""
+    from reindexer.stores import STORES  # the registry imports this module
+
+    options = STORES.resolve(spec).options
+    if not isinstance(options, FlakyOptions):
+        raise SpecError(f"store {spec!r} is not a flaky(...) store")
+    return options
+
+
+class FlakyBackend:
+    """The inner store's backend, whose stores raise on the configured schedule."""
+
+    def __init__(self, inner: StoreBackend, options: FlakyOptions) -> None:
+        self.inner = inner
+        self.options = options
+
+    def check_collection(self, name: str) -> None:
+        self.inner.check_collection(name)
+
+    def open(self, collection: str, dimensions: int) -> FlakyStore:
+        return FlakyStore(self.inner.open(collection, dimensions), self.options)
 
 
 class FlakyStore:

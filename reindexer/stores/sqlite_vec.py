@@ -11,17 +11,19 @@ import apsw
 import numpy as np
 import sqlite_vec
 
+from reindexer import conf
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
 from reindexer.errors import SpecError
 from reindexer.stores.base import Hit
 
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# The name becomes a file name, so it is matched whole: fullmatch, as `$` would allow a "\n".
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 BUSY_TIMEOUT_MS = 5000
 
 
 def validate_collection(name: str) -> None:
-    if not COLLECTION_NAME.match(name):
+    if not COLLECTION_NAME.fullmatch(name):
         raise SpecError(
             f"collection {name!r} must be 1-64 letters, digits, '-' or '_', "
             "starting with a letter or digit"
@@ -133,3 +135,13 @@ class SqliteVecStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class SqliteVecBackend:
+    """`sqlite-vec`: the embedded store, one file per collection under the data dir's `stores/`."""
+
+    def check_collection(self, name: str) -> None:
+        validate_collection(name)
+
+    def open(self, collection: str, dimensions: int) -> SqliteVecStore:
+        return SqliteVecStore.for_collection(conf.get().data_dir, collection, dimensions)

@@ -12,9 +12,9 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
-from reindexer.jobs import JobSpec
 from reindexer.jobs import create_job as create_job_elsewhere
 from reindexer.models import JobStatus, ReindexJob
+from reindexer.specs import JobSpec
 from tests.browser.servers import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

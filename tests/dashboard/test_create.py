@@ -23,6 +23,7 @@ def _form(**overrides: object) -> dict[str, object]:
         "collection": "default",
         "batch_size": 100,
         "max_retries": 2,
+        "max_failed_ratio": 0.1,
         "name": "from the form",
     }
     data.update(overrides)

@@ -236,7 +236,7 @@ BAD_INPUT: list[tuple[str, list[str], str]] = [
     (
         "negative max retries",
         ["start", "--source", "jsonl:docs.jsonl", "--max-retries", "-1"],
-        "expected 0 or more",
+        "max retries must be between 0 and 20, got -1",
     ),
     (
         "too many max retries",
@@ -246,12 +246,12 @@ BAD_INPUT: list[tuple[str, list[str], str]] = [
     (
         "failed ratio above one",
         ["start", "--source", "jsonl:docs.jsonl", "--max-failed-ratio", "1.5"],
-        "from 0 to 1",
+        "max failed ratio must be between 0 and 1, got 1.5",
     ),
     (
         "failed ratio nan",
         ["start", "--source", "jsonl:docs.jsonl", "--max-failed-ratio", "nan"],
-        "from 0 to 1",
+        "max_failed_ratio must be a number, got nan",
     ),
     (
         "bad collection",

@@ -9,9 +9,10 @@ import pytest
 from channels.layers import get_channel_layer
 
 from dashboard.relay import database_sync_to_async
-from reindexer.jobs import JobSpec, create_job
+from reindexer.jobs import create_job
 from reindexer.models import EventKind, JobStatus, ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group, progress_message
+from reindexer.specs import JobSpec
 from tests.live.conftest import Connect
 from tests.live.test_consumers import make_job, set_processed
 

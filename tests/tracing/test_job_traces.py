@@ -13,8 +13,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 
 from reindexer import telemetry
-from reindexer.jobs import JobSpec, create_job
+from reindexer.jobs import create_job
 from reindexer.models import JobStatus, ReindexJob
+from reindexer.specs import JobSpec
 from tests.tracing.conftest import Spans
 
 pytestmark = pytest.mark.django_db(transaction=True)

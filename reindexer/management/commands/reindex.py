@@ -9,15 +9,12 @@ from typing import Any, NoReturn, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from reindexer import specs
 from reindexer.errors import ReindexerError
-from reindexer.jobs import (
-    JobSpec,
-    cancel_job,
-    create_job,
-    job_status,
-    retry_failed,
-)
-from reindexer.models import MAX_BATCH_SIZE, MIN_BATCH_SIZE, InvalidTransition, ReindexJob
+from reindexer.jobs import cancel_job, create_job, retry_failed
+from reindexer.models import InvalidTransition, ReindexJob
+from reindexer.presenter import job_status
+from reindexer.specs import JobSpec
 from reindexer.verify import verify_job
 from reindexer.watch import watch_job
 
@@ -53,31 +50,47 @@ def whole_number(what: str, low: int, high: int, bounds: str) -> Callable[[str],
     return parse
 
 
-batch_size = whole_number(
-    "batch size", MIN_BATCH_SIZE, MAX_BATCH_SIZE, f"between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}"
-)
 job_id = whole_number("job id", 1, MAX_JOB_ID, "a positive whole number")
 
 
-def non_negative(value: str) -> int:
-    """Max retries: the upper bound is JobSpec's to check, with the rest of the spec."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
-    return number
+def number(what: str) -> Callable[[str], float]:
+    """An argparse type: any number; JobSpec checks its range with the rest of the spec."""
+
+    def parse(value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {value!r}") from None
+
+    return parse
 
 
-def ratio(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
-    return number
+def add_spec_arguments(parser: CommandParser) -> None:
+    """One option per JobSpec field (`--batch-size` for batch_size), typed as the field is.
+
+    Only the options given reach JobSpec, which fills in the defaults and checks every bound.
+    """
+    for name, info in JobSpec.model_fields.items():
+        what = name.replace("_", " ")
+        parse: Callable[[str], Any] = str
+        if info.annotation is int:
+            parse = whole_number(what, -MAX_JOB_ID, MAX_JOB_ID, "a whole number")
+        elif info.annotation is float:
+            parse = number(what)
+        hint = ""
+        if info.annotation in (int, float):
+            low, high = specs.bounds(name)
+            hint += f" ({low:g} to {high:g})"
+        if not info.is_required() and info.get_default() != "":
+            hint += f" (default: {info.get_default()})"
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=parse,
+            required=info.is_required(),
+            default=argparse.SUPPRESS,
+            help=(info.description or "") + hint,
+        )
 
 
 def get_job(job_id: int) -> ReindexJob:
@@ -102,14 +115,7 @@ class Command(BaseCommand):
         )
 
         start = actions.add_parser("start", help="queue a job; prints its id last")
-        start.add_argument("--source", required=True, help="jsonl:PATH or directory:PATH")
-        start.add_argument("--embedder", default="hashing")
-        start.add_argument("--store", default="sqlite-vec", help="sqlite-vec, or flaky(INNER,...)")
-        start.add_argument("--collection", default="default")
-        start.add_argument("--batch-size", type=batch_size, default=200)
-        start.add_argument("--max-retries", type=non_negative, default=3)
-        start.add_argument("--max-failed-ratio", type=ratio, default=0.1)
-        start.add_argument("--name", default="")
+        add_spec_arguments(start)
 
         status = actions.add_parser("status", help="one job, or every job")
         status.add_argument("job_id", nargs="?", type=job_id)
@@ -133,18 +139,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def do_start(self, **o: Any) -> None:
-        job = create_job(
-            JobSpec(
-                source=o["source"],
-                embedder=o["embedder"],
-                store=o["store"],
-                collection=o["collection"],
-                batch_size=o["batch_size"],
-                max_retries=o["max_retries"],
-                max_failed_ratio=o["max_failed_ratio"],
-                name=o["name"],
-            )
-        )
+        job = create_job(JobSpec.parse({k: o[k] for k in JobSpec.model_fields if k in o}))
         self.stdout.write(f"queued job {job.pk}: {job.name}")
         self.stdout.write(str(job.pk))
 

@@ -11,8 +11,9 @@ from django.core.management.base import BaseCommand
 
 from reindexer import conf
 from reindexer.demo import write_demo_corpus
-from reindexer.jobs import JobSpec, create_job
+from reindexer.jobs import create_job
 from reindexer.models import ReindexJob
+from reindexer.specs import JobSpec
 
 OPERATOR = "operator"
 

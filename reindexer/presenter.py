@@ -1,0 +1,134 @@
+"""The one view of a job's figures, for every surface: the command line, the JSON API, the pages,
+the websocket pushes and the admin. Each figure is computed here once, at one `now`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from reindexer import conf
+from reindexer.models import JobStatus, ReindexJob
+
+
+def status_label(job: ReindexJob) -> str:
+    """How the UI names the state: 'cancelling' and 'completed with errors' included."""
+    if job.is_cancelling:
+        return "cancelling"
+    if job.status == JobStatus.COMPLETED and job.failed_docs:
+        return "completed with errors"
+    return str(job.status)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job's derived figures at one moment."""
+
+    job: ReindexJob
+    now: datetime
+    lease_seconds: float
+
+    @property
+    def label(self) -> str:
+        return status_label(self.job)
+
+    @property
+    def badge(self) -> str:
+        """The label as a CSS class."""
+        return self.label.replace(" ", "-")
+
+    @property
+    def progress(self) -> float:
+        return self.job.progress
+
+    @property
+    def percent(self) -> int:
+        return round(self.job.progress * 100)
+
+    @property
+    def rate(self) -> float | None:
+        """Documents per second since the start, cumulative."""
+        return self.job.docs_per_second(self.now)
+
+    @property
+    def eta(self) -> float | None:
+        return self.job.eta_seconds(self.now)
+
+    @property
+    def elapsed(self) -> float | None:
+        return self.job.elapsed_seconds(self.now)
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the worker's last beat; None once finished, when it says nothing."""
+        return None if self.job.is_finished else self.job.heartbeat_age(self.now)
+
+    @property
+    def stalled(self) -> bool:
+        return self.job.is_stalled(self.lease_seconds, self.now)
+
+    @property
+    def can_cancel(self) -> bool:
+        # Decided from the row alone, so a push costs no extra query; the action re-checks.
+        job = self.job
+        return job.status in (JobStatus.PENDING, JobStatus.RUNNING) and not job.is_cancelling
+
+    @property
+    def can_retry(self) -> bool:
+        return self.job.is_finished and self.job.failed_docs > 0
+
+    def as_status(self) -> dict[str, Any]:
+        """The fields of `reindex status --json` and of the JSON API (DESIGN.md)."""
+        job = self.job
+        return {
+            "id": job.pk,
+            "name": job.name,
+            "status": job.status,
+            "total_docs": job.total_docs,
+            "processed_docs": job.processed_docs,
+            "failed_docs": job.failed_docs,
+            "skipped_docs": job.skipped_docs,
+            "written_docs": job.written_docs,
+            "progress": round(self.progress, 4),
+            "batches_done": job.batches_done,
+            "batches_failed": job.batches_failed,
+            "retries": job.retries,
+            "docs_per_second": _round(self.rate),
+            "eta_seconds": _round(self.eta),
+            "heartbeat_at": _iso(job.heartbeat_at),
+            "heartbeat_age_seconds": _round(job.heartbeat_age(self.now)),
+            "stalled": self.stalled,
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+            "cancel_requested": job.cancel_requested_at is not None,
+            "error": job.error,
+            "source": job.source,
+            "embedder": job.embedder,
+            "store": job.store,
+            "collection": job.collection,
+            "batch_size": job.batch_size,
+            "max_retries": job.max_retries,
+            "max_failed_ratio": job.max_failed_ratio,
+            "worker": job.worker,
+            "retry_of": job.retry_of_id,
+        }
+
+
+def present(job: ReindexJob, now: datetime | None = None) -> JobView:
+    return JobView(job, now or timezone.now(), conf.get().lease_seconds)
+
+
+def job_status(job: ReindexJob) -> dict[str, Any]:
+    """`present(job).as_status()`: the status fields of one job, now."""
+    return present(job).as_status()
