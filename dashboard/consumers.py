@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+from functools import partial
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dashboard import relay
-from dashboard.partials import JOBS_REFRESH, render_job_push, render_timeline
+from dashboard.partials import render_job_push, render_jobs_refresh, render_timeline
 from dashboard.relay import database_sync_to_async
 from reindexer.models import ReindexJob
+from reindexer.permissions import can_operate, can_view
 from reindexer.progress import JOBS_GROUP, job_group
+from reindexer.throttle import TrailingThrottle
 
-VIEW_PERMISSION = "reindexer.view_reindexjob"
-OPERATE_PERMISSION = "reindexer.operate_reindexjob"
 # At most one push per job per socket in this many seconds (5 a second); the last state always
 # follows, as one deferred push at the end of the window.
 MIN_PUSH_INTERVAL = 0.2
@@ -46,8 +46,9 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._last_push: dict[int, float] = {}
-        self._deferred: dict[int, asyncio.Task[None]] = {}
+        self._throttle: TrailingThrottle[int] = TrailingThrottle(
+            self.min_push_interval, memory=LAST_PUSH_MEMORY
+        )
         self._tick: asyncio.Task[None] | None = None
         self._uses_relay = False
         self._can_operate = False
@@ -93,9 +94,8 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._uses_relay = True
             await relay.relay.acquire()
         ids, html = await self.initial_state()
-        now = self._now()
         for job_id in ids:
-            self._last_push[job_id] = now
+            self._throttle.note_sent(job_id)
         if html:
             await self.send(text_data=html)
         self._tick = asyncio.create_task(
@@ -121,9 +121,7 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if tick is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await tick
-        for task in self._deferred.values():
-            task.cancel()
-        self._deferred.clear()
+        self._throttle.close()
         if self._uses_relay:
             self._uses_relay = False
             await relay.relay.release()
@@ -132,13 +130,9 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def job_progress(self, message: dict[str, Any]) -> None:
         job_id = int(message["job_id"])
-        if not self.wants(job_id) or job_id in self._deferred:
-            return  # a deferred push is due, and it will render the then-current row
-        wait = self._last_push.get(job_id, -math.inf) + self.min_push_interval - self._now()
-        if wait > 0:
-            self._deferred[job_id] = asyncio.create_task(self._push_later(job_id, wait))
-            return
-        await self._push(job_id)
+        if self.wants(job_id):
+            # A push deferred by the throttle renders the row as it is when the push is due.
+            await self._throttle.submit(job_id, partial(self._push, job_id))
 
     async def _tick_loop(self) -> None:
         while True:
@@ -151,28 +145,10 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 # A failed tick (database briefly away) must not end the socket's ticks.
                 logger.warning("periodic refresh failed", exc_info=True)
 
-    async def _push_later(self, job_id: int, wait: float) -> None:
-        await asyncio.sleep(wait)
-        del self._deferred[job_id]
-        try:
-            await self._push(job_id)
-        except Exception:
-            # Nobody awaits this task; the next message for the job pushes its state again.
-            logger.warning("deferred push of job %s failed", job_id, exc_info=True)
-
     async def _push(self, job_id: int) -> None:
-        now = self._now()
-        if len(self._last_push) > LAST_PUSH_MEMORY:
-            cutoff = now - self.min_push_interval
-            self._last_push = {k: t for k, t in self._last_push.items() if t > cutoff}
-        self._last_push[job_id] = now
         html = await self._render(job_id)
         if html:
             await self.send(text_data=html)
-
-    @staticmethod
-    def _now() -> float:
-        return asyncio.get_running_loop().time()
 
     # -- database ----------------------------------------------------------------------------
 
@@ -182,7 +158,7 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     @database_sync_to_async
     def _permissions(self, user: Any) -> tuple[bool, bool]:
         """(may view jobs, may operate them), read once per socket."""
-        return bool(user.has_perm(VIEW_PERMISSION)), bool(user.has_perm(OPERATE_PERMISSION))
+        return can_view(user), can_operate(user)
 
     @database_sync_to_async
     def _render(self, job_id: int) -> str | None:
@@ -223,7 +199,7 @@ class JobsConsumer(_JobPushConsumer):
         self._statuses[job.pk] = job.status
         appeared = known is None and self._connected
         if appeared or (known is not None and known != job.status):
-            html += JOBS_REFRESH
+            html += render_jobs_refresh()
         return html
 
     @database_sync_to_async

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from reindexer.models import ReindexJob
-from reindexer.progress import JOBS_GROUP, crosses_processes, job_group, progress_message
+from reindexer.progress import crosses_processes, send_job_message
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +129,7 @@ class Relay:
             try:
                 changed = tracker.changed(await _changed_since(tracker.cutoff))
                 for job_id in changed:
-                    message = progress_message(job_id)
-                    await layer.group_send(job_group(job_id), message)
-                    await layer.group_send(JOBS_GROUP, message)
+                    await send_job_message(layer, job_id)
             except Exception:
                 # A locked or briefly unreachable database must not end live updates for good.
                 logger.warning("progress relay: poll failed; retrying", exc_info=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 from opentelemetry import trace
 
@@ -31,9 +32,9 @@ from reindexer.models import (
     BATCH_COUNTERS,
     BatchFailure,
     EventKind,
-    JobStatus,
     LeaseLost,
     ReindexJob,
+    lease_fence,
     storable,
 )
 from reindexer.progress import ProgressPublisher
@@ -61,7 +62,9 @@ class Outcome:
 class BatchCommitter:
     """Commits a batch's counters, checkpoint and failures in one transaction, fenced by the lease.
 
-    The counter UPDATE is the hot path of a job, so its SQL is built once, not per batch by the ORM.
+    The counter UPDATE is the hot path of a job, so its SQL is built once, not per batch by the ORM
+    (which cost about 2.5 ms a batch, against 0.05 ms raw). Its fence is the one `leased()` uses,
+    and its parameters are named: the counters by BATCH_COUNTERS, the fence by its fields.
     """
 
     def __init__(self, job: ReindexJob, token: uuid.UUID) -> None:
@@ -69,18 +72,45 @@ class BatchCommitter:
         self.token = token
         meta = ReindexJob._meta
         q = connection.ops.quote_name
-        self._token_param = meta.get_field("lease_token").get_db_prep_value(token, connection)
         self._checkpoint_field = meta.get_field("checkpoint")
-        assignments = ", ".join(f"{q(c)} = {q(c)} + %s" for c in BATCH_COUNTERS)
+        self._fence_params: dict[str, Any] = {}
+        fence_terms = []
+        for name, value in lease_fence(job.pk, token).items():
+            field, column = self._field(name)
+            self._fence_params[f"fence_{name}"] = field.get_db_prep_value(value, connection)
+            fence_terms.append(f"{column} = %(fence_{name})s")
+        columns = {name: self._field(name)[1] for name in BATCH_COUNTERS}
+        assignments = ", ".join(f"{c} = {c} + %({name})s" for name, c in columns.items())
         table = q(meta.db_table)
         # Identifiers come quoted from the model's meta; every value is a query parameter.
         self._update_sql = (
-            f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %s, "  # noqa: S608
-            f"{q('heartbeat_at')} = %s, {q('updated_at')} = %s "
-            f"WHERE {q('id')} = %s AND {q('lease_token')} = %s AND {q('status')} = %s "
+            f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %(checkpoint)s, "  # noqa: S608
+            f"{q('heartbeat_at')} = %(now)s, {q('updated_at')} = %(now)s "
+            f"WHERE {' AND '.join(fence_terms)} "
             # One round trip also tells whether a cancel was requested (SQLite 3.35+, PostgreSQL).
             f"RETURNING {q('cancel_requested_at')}"
         )
+
+    @staticmethod
+    def _field(name: str) -> tuple[Field[Any, Any], str]:
+        """ReindexJob's concrete field `name`, and its quoted column."""
+        field = ReindexJob._meta.get_field(name)
+        if not isinstance(field, Field) or field.column is None:
+            raise TypeError(f"ReindexJob.{name} is not a concrete field")
+        return field, connection.ops.quote_name(field.column)
+
+    @staticmethod
+    def increments(processed: int, outcome: BatchOutcome) -> dict[str, int]:
+        """What one written batch adds to each counter of BATCH_COUNTERS."""
+        failed = outcome.failed_docs
+        return {
+            "processed_docs": processed,
+            "failed_docs": failed,
+            "skipped_docs": 0,
+            "batches_done": 1,
+            "batches_failed": 1 if failed else 0,
+            "retries": outcome.retries,
+        }
 
     def commit(
         self,
@@ -90,31 +120,38 @@ class BatchCommitter:
         checkpoint: dict[str, Any],
     ) -> bool:
         """Record the batch; return whether a cancel was requested. Raises LeaseLost."""
-        failed = outcome.failed_docs
+        return self.commit_counts(
+            batch_number, self.increments(processed, outcome), outcome.failures, checkpoint
+        )
+
+    def commit_counts(
+        self,
+        batch_number: int,
+        increments: Mapping[str, int],
+        failures: Sequence[FailureRecord],
+        checkpoint: dict[str, Any],
+    ) -> bool:
+        """Add `increments` ({counter: n}, every counter of BATCH_COUNTERS) and move the
+        checkpoint; return whether a cancel was requested. Raises LeaseLost."""
+        if set(increments) != set(BATCH_COUNTERS):
+            raise ValueError(f"increments must name exactly {BATCH_COUNTERS}, not {increments}")
         now = timezone.now()
-        params = [
-            processed,
-            failed,
-            0,
-            1,
-            1 if failed else 0,
-            outcome.retries,
-            self._checkpoint_field.get_db_prep_save(checkpoint, connection),
-            connection.ops.adapt_datetimefield_value(now),
-            connection.ops.adapt_datetimefield_value(now),
-            self.job.pk,
-            self._token_param,
-            JobStatus.RUNNING.value,
-        ]
+        counts = {name: increments[name] for name in BATCH_COUNTERS}
+        params = {
+            **counts,
+            "checkpoint": self._checkpoint_field.get_db_prep_save(checkpoint, connection),
+            "now": connection.ops.adapt_datetimefield_value(now),
+            **self._fence_params,
+        }
         # A batch without failures is one statement, atomic on its own; failures join it in a
         # transaction, so that they are recorded exactly when the checkpoint moves past them.
-        with transaction.atomic() if outcome.failures else nullcontext():
+        with transaction.atomic() if failures else nullcontext():
             with connection.cursor() as cursor:
                 cursor.execute(self._update_sql, params)
                 row = cursor.fetchone()
             if row is None:
                 raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
-            if outcome.failures:
+            if failures:
                 BatchFailure.objects.bulk_create(
                     BatchFailure(
                         job=self.job,
@@ -126,14 +163,11 @@ class BatchCommitter:
                         attempts=f.attempts,
                         transient=f.transient,
                     )
-                    for f in outcome.failures
+                    for f in failures
                 )
         job = self.job
-        job.processed_docs += processed
-        job.failed_docs += failed
-        job.batches_done += 1
-        job.batches_failed += 1 if failed else 0
-        job.retries += outcome.retries
+        for name, n in counts.items():
+            setattr(job, name, getattr(job, name) + n)
         job.checkpoint = checkpoint
         job.heartbeat_at = now
         job.updated_at = now
@@ -251,9 +285,9 @@ class JobRunner:
                 store.close()
 
     def _set_total(self, total: int) -> None:
-        updated = ReindexJob.objects.filter(
-            pk=self.job.pk, lease_token=self.token, status=JobStatus.RUNNING
-        ).update(total_docs=total, updated_at=timezone.now())
+        updated = ReindexJob.objects.leased(self.job.pk, self.token).update(
+            total_docs=total, updated_at=timezone.now()
+        )
         if updated != 1:
             raise LeaseLost(f"job {self.job.pk}: lease lost before it started")
         self.job.total_docs = total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -10,6 +11,9 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from reindexer import specs
+from reindexer.permissions import OPERATE_CODENAME
 
 
 class JobStatus(models.TextChoices):
@@ -46,8 +50,14 @@ BATCH_COUNTERS = (
     "retries",
 )
 
-MIN_BATCH_SIZE = 1
-MAX_BATCH_SIZE = 10_000
+
+def lease_fence(pk: int, token: uuid.UUID) -> dict[str, Any]:
+    """{field: value} that a write by the worker holding `token` on job `pk` must match.
+
+    The one definition of "this worker still holds the lease", for `leased()` and the engine's
+    raw batch commit alike.
+    """
+    return {"id": pk, "status": JobStatus.RUNNING.value, "lease_token": token}
 
 
 def storable(text: str) -> str:
@@ -97,6 +107,10 @@ class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
         """Running jobs whose worker has not renewed its lease in time."""
         return self.running().filter(heartbeat_at__lt=now - timedelta(seconds=lease_seconds))
 
+    def leased(self, pk: int, token: uuid.UUID) -> ReindexJobQuerySet:
+        """The job `pk` while `token` holds its running lease."""
+        return self.filter(**lease_fence(pk, token))
+
     def claimable(self, now: datetime, lease_seconds: float) -> ReindexJobQuerySet:
         """Pending jobs and stale running jobs, oldest first: the worker's claim order."""
         cutoff = now - timedelta(seconds=lease_seconds)
@@ -106,17 +120,19 @@ class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
 
 
 class ReindexJob(models.Model):
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=specs.NAME_MAX)
     status = models.CharField(
         max_length=max(len(value) for value in JobStatus.values),
         choices=JobStatus.choices,
         default=JobStatus.PENDING,
     )
 
-    source = models.CharField(max_length=1000, help_text="For example jsonl:corpus/docs.jsonl")
-    embedder = models.CharField(max_length=200, default="hashing")
-    store = models.CharField(max_length=1000, default="sqlite-vec")
-    collection = models.CharField(max_length=200, default="default")
+    source = models.CharField(
+        max_length=specs.SOURCE_MAX, help_text="For example jsonl:corpus/docs.jsonl"
+    )
+    embedder = models.CharField(max_length=specs.EMBEDDER_MAX, default="hashing")
+    store = models.CharField(max_length=specs.STORE_MAX, default="sqlite-vec")
+    collection = models.CharField(max_length=specs.COLLECTION_MAX, default="default")
     batch_size = models.PositiveIntegerField(default=200)
     max_retries = models.PositiveIntegerField(default=3)
     max_failed_ratio = models.FloatField(default=0.1)
@@ -153,7 +169,7 @@ class ReindexJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("operate_reindexjob", "Can create, cancel and retry reindex jobs")]
+        permissions = [(OPERATE_CODENAME, "Can create, cancel and retry reindex jobs")]
         indexes = [
             # The claim query: pending jobs, oldest first.
             models.Index(
@@ -171,7 +187,9 @@ class ReindexJob(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(batch_size__gte=MIN_BATCH_SIZE, batch_size__lte=MAX_BATCH_SIZE),
+                condition=Q(
+                    batch_size__gte=specs.MIN_BATCH_SIZE, batch_size__lte=specs.MAX_BATCH_SIZE
+                ),
                 name="reindexjob_batch_size_range",
             ),
             models.CheckConstraint(
@@ -299,9 +317,9 @@ class ReindexJob(models.Model):
 
     def heartbeat(self, token: uuid.UUID, *, now: datetime | None = None) -> None:
         """Renew the lease; raise LeaseLost if this token no longer holds the job."""
-        updated = ReindexJob.objects.filter(
-            pk=self.pk, status=JobStatus.RUNNING, lease_token=token
-        ).update(heartbeat_at=now or timezone.now(), updated_at=timezone.now())
+        updated = ReindexJob.objects.leased(self.pk, token).update(
+            heartbeat_at=now or timezone.now(), updated_at=timezone.now()
+        )
         if updated != 1:
             raise LeaseLost(f"job {self.pk}: lease {token} is no longer held")
 
@@ -318,33 +336,42 @@ class ReindexJob(models.Model):
             )
             self.log(EventKind.HANDED_BACK, actor, reason)
 
-    def complete(self, token: uuid.UUID, actor: str) -> None:
+    def _finish(
+        self,
+        to: JobStatus,
+        token: uuid.UUID,
+        actor: str,
+        event: EventKind,
+        detail: Callable[[], str],
+        *,
+        where: Q | None = None,
+        **updates: Any,
+    ) -> None:
+        """End the job `token` holds, with its event; `detail` reads the final counters."""
+        fence = Q(lease_token=token) & (where or Q())
         with transaction.atomic():
             self._transition(
-                JobStatus.COMPLETED,
-                where=Q(lease_token=token),
+                to,
+                where=fence,
                 raises=LeaseLost,
                 finished_at=timezone.now(),
                 lease_token=None,
+                **updates,
             )
-            detail = (
-                f"{self.failed_docs} of {self.processed_docs} documents failed"
-                if self.failed_docs
-                else f"{self.processed_docs} documents"
-            )
-            self.log(EventKind.COMPLETED, actor, detail)
+            self.log(event, actor, detail())
+
+    def complete(self, token: uuid.UUID, actor: str) -> None:
+        def detail() -> str:
+            if self.failed_docs:
+                return f"{self.failed_docs} of {self.processed_docs} documents failed"
+            return f"{self.processed_docs} documents"
+
+        self._finish(JobStatus.COMPLETED, token, actor, EventKind.COMPLETED, detail)
 
     def fail(self, token: uuid.UUID, actor: str, error: str) -> None:
-        with transaction.atomic():
-            self._transition(
-                JobStatus.FAILED,
-                where=Q(lease_token=token),
-                raises=LeaseLost,
-                finished_at=timezone.now(),
-                lease_token=None,
-                error=storable(error),
-            )
-            self.log(EventKind.FAILED, actor, error)
+        self._finish(
+            JobStatus.FAILED, token, actor, EventKind.FAILED, lambda: error, error=storable(error)
+        )
 
     def request_cancel(self, actor: str) -> None:
         """Cancel a pending job now, or ask a running one's worker to stop at a batch boundary."""
@@ -373,15 +400,14 @@ class ReindexJob(models.Model):
 
     def confirm_cancel(self, token: uuid.UUID, actor: str) -> None:
         """The worker's acknowledgement of a cancel request, at a batch boundary."""
-        with transaction.atomic():
-            self._transition(
-                JobStatus.CANCELLED,
-                where=Q(lease_token=token, cancel_requested_at__isnull=False),
-                raises=LeaseLost,
-                finished_at=timezone.now(),
-                lease_token=None,
-            )
-            self.log(EventKind.CANCELLED, actor, f"stopped after {self.processed_docs} documents")
+        self._finish(
+            JobStatus.CANCELLED,
+            token,
+            actor,
+            EventKind.CANCELLED,
+            lambda: f"stopped after {self.processed_docs} documents",
+            where=Q(cancel_requested_at__isnull=False),
+        )
 
     def log(self, kind: EventKind, actor: str, detail: str = "") -> JobEvent:
         return JobEvent.objects.create(

@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import threading
-import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
+
+from reindexer.throttle import TrailingThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def crosses_processes(layer: Any) -> bool:
     return layer is not None and not isinstance(layer, InMemoryChannelLayer)
 
 
-async def _send_to_both_groups(layer: Any, job_id: int) -> None:
+async def send_job_message(layer: Any, job_id: int) -> None:
+    """Send `job_id`'s progress message to its own group (detail pages) and to the jobs list's."""
     message = progress_message(job_id)
     await layer.group_send(job_group(job_id), message)
     await layer.group_send(JOBS_GROUP, message)
@@ -57,7 +59,7 @@ def announce(job_id: int) -> None:
 
     def send() -> None:
         try:
-            async_to_sync(_send_to_both_groups)(layer, job_id)
+            async_to_sync(send_job_message)(layer, job_id)
         except Exception:
             logger.warning("could not announce the change of job %s", job_id, exc_info=True)
 
@@ -74,8 +76,8 @@ class ProgressPublisher:
         self.min_interval = min_interval
         self._layer = get_channel_layer()
         self._enabled = crosses_processes(self._layer)
-        self._last: dict[int, float] = {}
-        self._trailing: set[int] = set()  # jobs with a send due at the end of their window
+        # Only ever touched on the private loop, so the worker's threads never share its state.
+        self._throttle: TrailingThrottle[int] = TrailingThrottle(min_interval)
         self._pending: list[Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         if self._enabled:
@@ -92,43 +94,29 @@ class ProgressPublisher:
         """Send now, or, inside the window, once at its end: the last state always goes out."""
         if self._loop is None:
             return
-        wait = (
-            0.0
-            if force
-            else self._last.get(job_id, -math.inf) + self.min_interval - time.monotonic()
-        )
-        if wait > 0:
-            if job_id not in self._trailing:
-                self._trailing.add(job_id)
-                self._submit(self._send_later(job_id, wait))
-            return
-        self._last[job_id] = time.monotonic()
-        self._submit(self._send(job_id))
+        self._submit(self._throttle.submit(job_id, partial(self._send, job_id), force=force))
 
     def _submit(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None  # noqa: S101 - publish() returns early without a loop
         self._pending = [f for f in self._pending if not f.done()]
         self._pending.append(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
-    async def _send_later(self, job_id: int, wait: float) -> None:
-        await asyncio.sleep(wait)
-        # Cleared before sending: a publish from now on starts a new window of its own.
-        self._trailing.discard(job_id)
-        self._last[job_id] = time.monotonic()
-        await self._send(job_id)
-
     async def _send(self, job_id: int) -> None:
         try:
-            await _send_to_both_groups(self._layer, job_id)
+            await send_job_message(self._layer, job_id)
         except Exception:
             # Progress is advisory: the row in the database stays the source of truth.
             logger.warning("could not publish progress of job %s", job_id, exc_info=True)
 
     def close(self, timeout: float = 2.0) -> None:
+        if self._loop is None:
+            return
+        # The sends under way, then the trailing ones due; a timeout on shutdown only loses
+        # advisory progress (failures were logged in _send).
+        self._submit(self._throttle.drain())
         for future in self._pending:
-            # Failures were logged in _send; a timeout on shutdown only loses advisory progress.
             with contextlib.suppress(Exception):
                 future.result(timeout=timeout)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+        self._loop.call_soon_threadsafe(self._throttle.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop = None
