@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export REINDEXER_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: run test lint typecheck pytest pytest-postgres bench chromium clean demo
+.PHONY: run test lint typecheck migrations-check pytest pytest-postgres bench chromium clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy reindexer dashboard tests
 
+# Fails when a model change has no migration; against a throwaway data dir and SQLite database.
+migrations-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  env -u DATABASE_URL REINDEXER_DATA_DIR="$$tmp" \
+	  $(BIN)/python manage.py makemigrations --check --dry-run
+
+# With a coverage report of this process (see .coveragerc); worker subprocesses are not measured.
 pytest: $(STAMP) chromium
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider --cov=reindexer --cov=dashboard --cov-report=term
 
 # The same suite again on the PostgreSQL server this machine runs (127.0.0.1:5432).
 pytest-postgres: $(STAMP) chromium
@@ -37,7 +44,7 @@ pytest-postgres: $(STAMP) chromium
 	  || { echo "PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres); the PostgreSQL run of the suite needs it" >&2; exit 1; }
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer $(BIN)/pytest -p no:cacheprovider -m "not browser"
 
-test: lint typecheck pytest pytest-postgres
+test: lint typecheck migrations-check pytest pytest-postgres
 
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput

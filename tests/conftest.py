@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated data dir per test, corpora, users, and a worker subprocess env."""
+"""Shared fixtures: an isolated data dir per test, corpora, jobs, users, a worker subprocess env."""
 
 from __future__ import annotations
 
@@ -7,14 +7,24 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
+from django.utils import timezone
+
+from reindexer.jobs import cancel_job, create_job
+from reindexer.models import JobStatus, ReindexJob
+from reindexer.specs import JobSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_CORPUS = "docs.jsonl"
+DEFAULT_CORPUS_SIZE = 5
+FIXTURE_WORKER = "worker-test"
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +61,66 @@ def make_corpus(data_dir: Path) -> Callable[..., Path]:
             for line in extra_lines or []:
                 f.write(line + "\n")
         return path
+
+    return make
+
+
+@pytest.fixture
+def make_job(
+    db: None, data_dir: Path, make_corpus: Callable[..., Path]
+) -> Callable[..., ReindexJob]:
+    """Queue a job through `create_job`, then take it to `status` as a worker would.
+
+    `source` is a spec, or a path in the data dir (read as `jsonl:`). Without one, the job reads
+    `jsonl:docs.jsonl`, written as a five-document corpus unless the test already wrote it.
+    `spec_fields` are the other JobSpec fields. A job past pending was claimed by FIXTURE_WORKER
+    `heartbeat_age` seconds ago and holds the counters `total`, `processed` and `failed`; then
+    it went through the same guarded transitions the worker uses (complete, fail, cancel).
+    `cancelling=True` leaves a running job with a cancel request the worker has not confirmed.
+    """
+
+    def make(
+        source: str | Path | None = None,
+        *,
+        status: str = JobStatus.PENDING,
+        total: int | None = DEFAULT_CORPUS_SIZE,
+        processed: int = 0,
+        failed: int = 0,
+        heartbeat_age: float = 1.0,
+        cancelling: bool = False,
+        **spec_fields: Any,
+    ) -> ReindexJob:
+        if status not in JobStatus.values:
+            raise ValueError(f"make_job: unknown status {status!r}")
+        if cancelling and status != JobStatus.RUNNING:
+            raise ValueError("make_job: only a running job can be cancelling")
+        if status == JobStatus.PENDING and (processed or failed):
+            raise ValueError("make_job: a pending job has not processed anything yet")
+        if source is None:
+            if not (data_dir / DEFAULT_CORPUS).exists():
+                make_corpus(DEFAULT_CORPUS_SIZE, name=DEFAULT_CORPUS)
+            source = f"jsonl:{DEFAULT_CORPUS}"
+        elif isinstance(source, Path):
+            source = f"jsonl:{source.relative_to(data_dir)}"
+        job = create_job(JobSpec.parse({"source": source, **spec_fields}))
+        if status == JobStatus.PENDING:
+            return job
+        claimed_at = timezone.now() - timedelta(seconds=heartbeat_age)
+        token = job.claim(FIXTURE_WORKER, now=claimed_at, lease_seconds=30)
+        ReindexJob.objects.filter(pk=job.pk).update(
+            total_docs=total, processed_docs=processed, failed_docs=failed
+        )
+        job.refresh_from_db()
+        if cancelling or status == JobStatus.CANCELLED:
+            cancel_job(job)
+        if status == JobStatus.COMPLETED:
+            job.complete(token, FIXTURE_WORKER)
+        elif status == JobStatus.FAILED:
+            job.fail(token, FIXTURE_WORKER, "too many failures")
+        elif status == JobStatus.CANCELLED:
+            job.confirm_cancel(token, FIXTURE_WORKER)
+        job.refresh_from_db()
+        return job
 
     return make
 

@@ -1,63 +1,24 @@
-"""Jobs in every state, made through the same guarded transitions the worker uses."""
+"""Fixtures for the dashboard tests: clients by user, a corpus, and batch failures.
+
+Jobs in every state come from the shared `make_job` factory in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from django.utils import timezone
 
-from reindexer.jobs import JobSpec, cancel_job, create_job
 from reindexer.models import BatchFailure, ReindexJob
-
-WORKER = "worker-test"
 
 
 @pytest.fixture
 def corpus(make_corpus: Callable[..., Path]) -> Path:
     return make_corpus(5)
-
-
-@pytest.fixture
-def make_job(corpus: Path, db: None) -> Callable[..., ReindexJob]:
-    """A job in `status`; `cancelling=True` leaves a running job with a pending cancel."""
-
-    def make(
-        status: str = "pending",
-        *,
-        name: str = "docs",
-        total: int | None = 5,
-        processed: int = 0,
-        failed: int = 0,
-        heartbeat_age: float = 1.0,
-        cancelling: bool = False,
-    ) -> ReindexJob:
-        job = create_job(JobSpec(source=f"jsonl:{corpus.name}", name=name))
-        if status == "pending":
-            return job
-        now = timezone.now() - timedelta(seconds=heartbeat_age)
-        token = job.claim(WORKER, now=now, lease_seconds=30)
-        ReindexJob.objects.filter(pk=job.pk).update(
-            total_docs=total, processed_docs=processed, failed_docs=failed
-        )
-        job.refresh_from_db()
-        if cancelling or status == "cancelled":
-            cancel_job(job)
-        if status == "completed":
-            job.complete(token, WORKER)
-        elif status == "failed":
-            job.fail(token, WORKER, "too many failures")
-        elif status == "cancelled":
-            job.confirm_cancel(token, WORKER)
-        job.refresh_from_db()
-        return job
-
-    return make
 
 
 @pytest.fixture

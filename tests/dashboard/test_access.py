@@ -67,7 +67,7 @@ def test_viewer__gets_403_on_the_new_job_page(viewer_client: Client) -> None:
 
 
 def test_viewer__sees_no_operate_buttons(viewer_client: Client, make_job) -> None:
-    job = make_job("running")
+    job = make_job(status="running")
     for url in ["/", f"/jobs/{job.pk}/"]:
         html = viewer_client.get(url).content.decode()
         assert ">Cancel</button>" not in html
@@ -126,7 +126,7 @@ def test_unknown_job__is_404_on_post(operator_client: Client, path: str) -> None
 
 
 def test_failure_of_another_job__is_404(viewer_client: Client, make_job, add_failure) -> None:
-    one, other = make_job("completed"), make_job("completed")
+    one, other = make_job(status="completed"), make_job(status="completed")
     failure = add_failure(other)
     assert viewer_client.get(f"/jobs/{one.pk}/failures/{failure.pk}/").status_code == 404
     assert viewer_client.get(f"/jobs/{other.pk}/failures/{failure.pk}/").status_code == 200

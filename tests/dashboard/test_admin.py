@@ -14,7 +14,7 @@ CHANGELIST = "/admin/reindexer/reindexjob/"
 
 
 def test_admin_pages__render_for_a_superuser(admin_client: Client, make_job, add_failure) -> None:
-    job = make_job("completed", processed=5, failed=1)
+    job = make_job(status="completed", processed=5, failed=1)
     failure = add_failure(job)
     for url in [
         CHANGELIST,
@@ -47,7 +47,7 @@ def _act(client: Client, action: str, *jobs: ReindexJob, follow: bool = True):
 
 
 def test_admin_cancel_action__uses_the_guarded_transition(admin_client: Client, make_job) -> None:
-    pending, running, done = make_job(), make_job("running"), make_job("completed")
+    pending, running, done = make_job(), make_job(status="running"), make_job(status="completed")
     response = _act(admin_client, "cancel_jobs", pending, running, done)
     assert response.status_code == 200
     pending.refresh_from_db(), running.refresh_from_db(), done.refresh_from_db()
@@ -61,7 +61,7 @@ def test_admin_cancel_action__uses_the_guarded_transition(admin_client: Client, 
 
 
 def test_admin_retry_action__queues_or_reports(admin_client: Client, make_job, add_failure) -> None:
-    with_failures, clean = make_job("completed", failed=1), make_job("completed")
+    with_failures, clean = make_job(status="completed", failed=1), make_job(status="completed")
     add_failure(with_failures)
     text = _act(admin_client, "retry_failed_jobs", with_failures, clean).content.decode()
     retry = ReindexJob.objects.get(retry_of=with_failures)
@@ -85,7 +85,7 @@ def test_admin_actions__need_the_operate_permission(client: Client, make_job) ->
 def test_admin_failures__searchable_by_document_id(
     admin_client: Client, make_job, add_failure
 ) -> None:
-    job = make_job("completed", failed=3)
+    job = make_job(status="completed", failed=3)
     hit = add_failure(job, doc_ids=["alpha-17", "beta"], message="first")
     second = add_failure(job, doc_ids=["gamma"], message="second")
     quoted = add_failure(job, doc_ids=['id "quoted" é'], message="third")
@@ -102,6 +102,6 @@ def test_admin_failures__searchable_by_document_id(
 
 
 def test_admin_delete__only_finished_jobs(admin_client: Client, make_job) -> None:
-    running, done = make_job("running"), make_job("completed")
+    running, done = make_job(status="running"), make_job(status="completed")
     assert admin_client.get(f"{CHANGELIST}{running.pk}/delete/").status_code == 403
     assert admin_client.get(f"{CHANGELIST}{done.pk}/delete/").status_code == 200

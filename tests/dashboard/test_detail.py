@@ -13,7 +13,7 @@ HTMX = {"HX-Request": "true"}
 
 
 def test_detail__shows_progress_settings_and_timeline(viewer_client: Client, make_job) -> None:
-    job = make_job("running", total=10, processed=4, failed=1)
+    job = make_job(status="running", total=10, processed=4, failed=1)
     response = viewer_client.get(f"/jobs/{job.pk}/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -32,10 +32,10 @@ def test_detail__shows_progress_settings_and_timeline(viewer_client: Client, mak
 
 
 def test_detail__operate_buttons_follow_the_state(operator_client: Client, make_job) -> None:
-    running = operator_client.get(f"/jobs/{make_job('running').pk}/").content.decode()
+    running = operator_client.get(f"/jobs/{make_job(status='running').pk}/").content.decode()
     assert ">Cancel</button>" in running
     assert ">Retry failed</button>" not in running
-    done = make_job("completed", processed=5, failed=1)
+    done = make_job(status="completed", processed=5, failed=1)
     finished = operator_client.get(f"/jobs/{done.pk}/").content.decode()
     assert ">Cancel</button>" not in finished
     assert ">Retry failed</button>" in finished
@@ -43,14 +43,14 @@ def test_detail__operate_buttons_follow_the_state(operator_client: Client, make_
 
 
 def test_detail__failed_job_shows_its_error(viewer_client: Client, make_job) -> None:
-    job = make_job("failed")
+    job = make_job(status="failed")
     html = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
     assert "too many failures" in html
     assert 'data-status="failed"' in html
 
 
 def test_failures__are_paginated(viewer_client: Client, make_job, add_failure) -> None:
-    job = make_job("completed", processed=5, failed=5)
+    job = make_job(status="completed", processed=5, failed=5)
     for n in range(25):
         add_failure(job, batch_number=n)
     html = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
@@ -66,7 +66,7 @@ def test_failures__are_paginated(viewer_client: Client, make_job, add_failure) -
 def test_failure__opens_in_place_with_all_its_details(
     viewer_client: Client, make_job, add_failure
 ) -> None:
-    job = make_job("completed", processed=5, failed=2)
+    job = make_job(status="completed", processed=5, failed=2)
     failure = add_failure(job, doc_ids=["doc-3", "doc-4"], attempts=4)
     page = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
     url = f"/jobs/{job.pk}/failures/{failure.pk}/"

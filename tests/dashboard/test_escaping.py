@@ -23,7 +23,7 @@ def _assert_escaped(html: str) -> None:
 
 @pytest.fixture
 def evil_job(make_job, add_failure):
-    job = make_job("completed", name=f"name {EVIL}", processed=5, failed=2)
+    job = make_job(status="completed", name=f"name {EVIL}", processed=5, failed=2)
     failure = add_failure(
         job,
         error_type=f"Err{EVIL}",
@@ -67,7 +67,7 @@ def test_failure_detail__escapes_message_traceback_and_doc_ids(
 def test_job_error__is_escaped(viewer_client: Client, make_job) -> None:
     from reindexer.models import ReindexJob
 
-    job = make_job("failed")
+    job = make_job(status="failed")
     ReindexJob.objects.filter(pk=job.pk).update(error=EVIL)
     _assert_escaped(viewer_client.get(f"/jobs/{job.pk}/").content.decode())
 

@@ -21,7 +21,7 @@ def _row(html: str, pk: int) -> str:
 
 
 def test_list__shows_each_job_with_its_figures(viewer_client: Client, make_job) -> None:
-    job = make_job("running", name="nightly", total=200, processed=50, failed=2)
+    job = make_job(status="running", name="nightly", total=200, processed=50, failed=2)
     response = viewer_client.get("/")
     assert response.status_code == 200
     row = _row(response.content.decode(), job.pk)
@@ -36,9 +36,9 @@ def test_list__shows_each_job_with_its_figures(viewer_client: Client, make_job) 
 
 
 def test_list__labels_cancelling_and_completed_with_errors(viewer_client: Client, make_job) -> None:
-    cancelling = make_job("running", cancelling=True)
-    with_errors = make_job("completed", processed=5, failed=1)
-    clean = make_job("completed", processed=5)
+    cancelling = make_job(status="running", cancelling=True)
+    with_errors = make_job(status="completed", processed=5, failed=1)
+    clean = make_job(status="completed", processed=5)
     html = viewer_client.get("/").content.decode()
     assert ">cancelling<" in _row(html, cancelling.pk)
     assert 'data-status="running"' in _row(html, cancelling.pk)
@@ -51,8 +51,8 @@ def test_list__labels_cancelling_and_completed_with_errors(viewer_client: Client
 def test_list__marks_a_job_stalled_when_its_heartbeat_is_older_than_the_lease(
     viewer_client: Client, make_job
 ) -> None:
-    stalled = make_job("running", heartbeat_age=120)  # the lease is 30 s in tests
-    fresh = make_job("running", heartbeat_age=2)
+    stalled = make_job(status="running", heartbeat_age=120)  # the lease is 30 s in tests
+    fresh = make_job(status="running", heartbeat_age=2)
     html = viewer_client.get("/").content.decode()
     assert ">stalled<" in _row(html, stalled.pk)
     assert "stalled" not in _row(html, fresh.pk)
@@ -61,8 +61,8 @@ def test_list__marks_a_job_stalled_when_its_heartbeat_is_older_than_the_lease(
 def test_list__cancel_button_only_while_pending_or_running(
     operator_client: Client, make_job
 ) -> None:
-    pending, running = make_job(), make_job("running")
-    cancelling, done = make_job("running", cancelling=True), make_job("completed")
+    pending, running = make_job(), make_job(status="running")
+    cancelling, done = make_job(status="running", cancelling=True), make_job(status="completed")
     html = operator_client.get("/").content.decode()
     for job in (pending, running):
         row = _row(html, job.pk)
@@ -95,7 +95,7 @@ def test_static__stylesheet_and_htmx_are_served(viewer_client: Client) -> None:
 
 
 def test_tabs__count_jobs_per_status_and_filter(viewer_client: Client, make_job) -> None:
-    make_job(), make_job(), make_job("running"), make_job("completed")
+    make_job(), make_job(), make_job(status="running"), make_job(status="completed")
     html = viewer_client.get("/").content.decode()
     assert re.search(r'All <span class="count">4</span>', html)
     assert re.search(r'Pending <span class="count">2</span>', html)
@@ -107,7 +107,7 @@ def test_tabs__count_jobs_per_status_and_filter(viewer_client: Client, make_job)
 
 
 def test_tabs__unknown_status_shows_all(viewer_client: Client, make_job) -> None:
-    make_job(), make_job("running")
+    make_job(), make_job(status="running")
     assert viewer_client.get("/?status=bogus").content.decode().count('class="job-row"') == 2
 
 
@@ -138,12 +138,12 @@ def test_pagination__links_work_with_and_without_htmx(viewer_client: Client, mak
 
 
 def test_list__query_count_does_not_grow_with_the_rows(viewer_client: Client, make_job) -> None:
-    make_job(), make_job("running")
+    make_job(), make_job(status="running")
     viewer_client.get("/")  # warm the session and permission caches
     with CaptureQueriesContext(connection) as few:
         viewer_client.get("/")
     for _ in range(10):
-        make_job("running", failed=1)
+        make_job(status="running", failed=1)
     with CaptureQueriesContext(connection) as many:
         viewer_client.get("/")
     assert len(many) == len(few)

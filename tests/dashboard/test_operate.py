@@ -43,7 +43,7 @@ def test_cancel__twice_is_409_with_a_readable_message(operator_client: Client, m
 
 
 def test_cancel__htmx_returns_the_partials_out_of_band(operator_client: Client, make_job) -> None:
-    job = make_job("running")
+    job = make_job(status="running")
     response = operator_client.post(f"/jobs/{job.pk}/cancel/", headers=HTMX)
     assert response.status_code == 200
     html = response.content.decode()
@@ -57,7 +57,7 @@ def test_cancel__htmx_returns_the_partials_out_of_band(operator_client: Client, 
 
 
 def test_cancel__htmx_conflict_is_a_409_fragment(operator_client: Client, make_job) -> None:
-    job = make_job("running", cancelling=True)
+    job = make_job(status="running", cancelling=True)
     response = operator_client.post(f"/jobs/{job.pk}/cancel/", headers=HTMX)
     assert response.status_code == 409
     html = response.content.decode()
@@ -68,13 +68,13 @@ def test_cancel__htmx_conflict_is_a_409_fragment(operator_client: Client, make_j
 
 
 def test_cancel__finished_job_is_409(operator_client: Client, make_job) -> None:
-    job = make_job("completed")
+    job = make_job(status="completed")
     assert operator_client.post(f"/jobs/{job.pk}/cancel/").status_code == 409
     assert ReindexJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED
 
 
 def test_retry__with_nothing_to_retry_is_409(operator_client: Client, make_job) -> None:
-    job = make_job("completed")
+    job = make_job(status="completed")
     response = operator_client.post(f"/jobs/{job.pk}/retry-failed/")
     assert response.status_code == 409
     assert "no unresolved failures to retry" in response.content.decode()
@@ -82,7 +82,7 @@ def test_retry__with_nothing_to_retry_is_409(operator_client: Client, make_job) 
 
 
 def test_retry__while_running_is_409(operator_client: Client, make_job) -> None:
-    job = make_job("running")
+    job = make_job(status="running")
     response = operator_client.post(f"/jobs/{job.pk}/retry-failed/", headers=HTMX)
     assert response.status_code == 409
     assert "once it has finished" in response.content.decode()
@@ -91,7 +91,7 @@ def test_retry__while_running_is_409(operator_client: Client, make_job) -> None:
 def test_retry__queues_a_job_for_the_failed_documents(
     operator_client: Client, make_job, add_failure
 ) -> None:
-    job = make_job("completed", processed=5, failed=2)
+    job = make_job(status="completed", processed=5, failed=2)
     add_failure(job)
     response = operator_client.post(f"/jobs/{job.pk}/retry-failed/")
     retry = ReindexJob.objects.get(retry_of=job)
@@ -105,7 +105,7 @@ def test_retry__queues_a_job_for_the_failed_documents(
 
 
 def test_retry__htmx_links_to_the_new_job(operator_client: Client, make_job, add_failure) -> None:
-    job = make_job("completed", processed=5, failed=2)
+    job = make_job(status="completed", processed=5, failed=2)
     add_failure(job)
     response = operator_client.post(f"/jobs/{job.pk}/retry-failed/", headers=HTMX)
     retry = ReindexJob.objects.get(retry_of=job)

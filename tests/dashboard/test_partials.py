@@ -16,7 +16,7 @@ def _top_level_tags(html: str) -> list[tuple[str, str]]:
 
 
 def test_push__is_the_row_and_the_progress_block_out_of_band(make_job) -> None:
-    job = make_job("running", total=8, processed=2)
+    job = make_job(status="running", total=8, processed=2)
     html = render_job_push(job)
     assert _top_level_tags(html) == [
         ("tr", f"job-row-{job.pk}"),
@@ -28,7 +28,7 @@ def test_push__is_the_row_and_the_progress_block_out_of_band(make_job) -> None:
 
 
 def test_push__gates_the_operate_buttons_unless_told(make_job) -> None:
-    job = make_job("running")
+    job = make_job(status="running")
     gated = render_job_push(job)
     assert ">Cancel</button>" in gated
     assert "op-gated" in gated
@@ -39,6 +39,6 @@ def test_push__gates_the_operate_buttons_unless_told(make_job) -> None:
 
 
 def test_push__labels_follow_the_state(make_job) -> None:
-    assert ">cancelling<" in render_job_push(make_job("running", cancelling=True))
-    assert ">stalled<" in render_job_push(make_job("running", heartbeat_age=99))
-    assert ">completed with errors<" in render_job_push(make_job("completed", failed=1))
+    assert ">cancelling<" in render_job_push(make_job(status="running", cancelling=True))
+    assert ">stalled<" in render_job_push(make_job(status="running", heartbeat_age=99))
+    assert ">completed with errors<" in render_job_push(make_job(status="completed", failed=1))

@@ -1,4 +1,7 @@
-"""Fixtures for the integration tests: job factories, in-process workers and worker subprocesses."""
+"""Fixtures for the integration tests: in-process workers and worker subprocesses.
+
+Jobs come from the shared `make_job` factory in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +12,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.management import call_command
 
-from reindexer.jobs import JobSpec, create_job
 from reindexer.models import JobEvent, ReindexJob
 
 WAIT_SECONDS = 30.0
-
-
-@pytest.fixture
-def make_job(data_dir: Path) -> Callable[..., ReindexJob]:
-    """Queue a job through the same path operators use (`create_job`)."""
-
-    def make(source: str | Path, **fields: Any) -> ReindexJob:
-        if isinstance(source, Path):
-            source = f"jsonl:{source.relative_to(data_dir)}"
-        return create_job(JobSpec(source=source, **fields))
-
-    return make
 
 
 @pytest.fixture
