@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import ForeignKey, QuerySet
 from django.forms import ModelChoiceField
 from django.http import HttpRequest, HttpResponse
-from django.template import engines
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
@@ -26,17 +26,6 @@ if TYPE_CHECKING:
     _TokenAdminBase = admin.ModelAdmin[ApiToken]
 else:  # ModelAdmin is generic only in the stubs
     _TokenAdminBase = admin.ModelAdmin
-
-# The page that shows a new key, rendered straight into the add response: the key must never sit
-# in a message (cookie storage by default), the session or any other store.
-_SHOW_ONCE_PAGE = """{% extends "admin/base_site.html" %}
-{% block content %}
-<p>The new API token for <strong>{{ username }}</strong>
-{% if name %}({{ name }}){% endif %} is:</p>
-<p><code id="new-api-token">{{ raw }}</code></p>
-<p>Copy it now: only its hash is stored, and it will not be shown again.</p>
-<p><a href="{{ changelist_url }}">Back to the API tokens</a></p>
-{% endblock %}"""
 
 
 @admin.register(ApiToken)
@@ -95,8 +84,7 @@ class ApiTokenAdmin(_TokenAdminBase):
             "raw": raw,
             "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
         }
-        html = engines["django"].from_string(_SHOW_ONCE_PAGE).render(context, request)
-        response = HttpResponse(html)
+        response = TemplateResponse(request, "admin/dashboard/apitoken/show_once.html", context)
         add_never_cache_headers(response)
         return response
 
