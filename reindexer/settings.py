@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django
 
 from reindexer.conf import ReindexerSettings
 
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "ninja",  # its Swagger UI docs, from its bundled static files rather than a CDN
     "reindexer",
     "dashboard",
 ]
@@ -66,6 +68,12 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# Template partials ({% partialdef %}, "page.html#name") are built into Django 6; on 5.2 the
+# django-template-partials package provides the same tag and loader, so templates are the same.
+PARTIALS_BUILT_IN = django.VERSION >= (6, 0)
+if not PARTIALS_BUILT_IN:
+    INSTALLED_APPS.append("template_partials")
+
 ROOT_URLCONF = "reindexer.urls"
 ASGI_APPLICATION = "reindexer.asgi.application"
 WSGI_APPLICATION = None
@@ -81,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "builtins": [] if PARTIALS_BUILT_IN else ["template_partials.templatetags.partials"],
         },
     },
 ]

@@ -14,7 +14,6 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboard.models import ApiToken
-from reindexer.jobs import JobSpec, create_job
 from reindexer.models import JobStatus, ReindexJob
 
 
@@ -72,14 +71,6 @@ def corpus(make_corpus: Callable[..., Path]) -> str:
     """The source spec of a five-document corpus in the data dir."""
     make_corpus(5)
     return "jsonl:docs.jsonl"
-
-
-@pytest.fixture
-def make_job(corpus: str) -> Callable[..., ReindexJob]:
-    def make(**fields: Any) -> ReindexJob:
-        return create_job(JobSpec(**{"source": corpus, **fields}))
-
-    return make
 
 
 @pytest.fixture

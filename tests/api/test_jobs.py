@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from reindexer.jobs import job_status
 from reindexer.models import EventKind, JobEvent, JobStatus, ReindexJob
+from reindexer.presenter import job_status
 from tests.api.conftest import Api, force_status
 from tests.contracts import STATUS_FIELDS
 
