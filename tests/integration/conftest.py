@@ -11,14 +11,33 @@ import select
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from reindexer.models import JobEvent, ReindexJob
 
 WAIT_SECONDS = 30.0
+LEASE = 30.0
+
+
+def snapshot(job: ReindexJob) -> dict[str, Any]:
+    """Every column of the job's row, as stored."""
+    return dict(ReindexJob.objects.filter(pk=job.pk).values().get())
+
+
+@pytest.fixture
+def pending(make_corpus: Callable[..., Path], make_job: Callable[..., ReindexJob]) -> ReindexJob:
+    return make_job(make_corpus(5))
+
+
+def claimed(job: ReindexJob, worker: str = "w1") -> uuid.UUID:
+    return job.claim(worker, now=timezone.now(), lease_seconds=LEASE)
 
 
 @pytest.fixture

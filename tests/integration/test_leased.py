@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -14,25 +13,11 @@ from django.utils import timezone
 from reindexer.batching import BatchOutcome, FailureRecord
 from reindexer.engine import BatchCommitter
 from reindexer.models import BATCH_COUNTERS, BatchFailure, JobStatus, LeaseLost, ReindexJob
+from tests.integration.conftest import LEASE, claimed, snapshot
 
 pytestmark = pytest.mark.django_db
 
-LEASE = 30.0
 CHECKPOINT = {"line": 42}
-
-
-def snapshot(job: ReindexJob) -> dict[str, Any]:
-    """Every column of the job's row, as stored."""
-    return dict(ReindexJob.objects.filter(pk=job.pk).values().get())
-
-
-@pytest.fixture
-def pending(make_corpus: Callable[..., Path], make_job: Callable[..., ReindexJob]) -> ReindexJob:
-    return make_job(make_corpus(5))
-
-
-def claimed(job: ReindexJob, worker: str = "w1") -> uuid.UUID:
-    return job.claim(worker, now=timezone.now(), lease_seconds=LEASE)
 
 
 def distinct_increments() -> dict[str, int]:

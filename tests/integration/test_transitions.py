@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,25 +12,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reindexer.models import InvalidTransition, JobStatus, LeaseLost, ReindexJob
-from tests.integration.conftest import event_kinds
+from tests.integration.conftest import LEASE, claimed, event_kinds, snapshot
 
 pytestmark = pytest.mark.django_db
-
-LEASE = 30.0
-
-
-def snapshot(job: ReindexJob) -> dict[str, Any]:
-    """Every column of the job's row, as stored."""
-    return dict(ReindexJob.objects.filter(pk=job.pk).values().get())
-
-
-@pytest.fixture
-def pending(make_corpus: Callable[..., Path], make_job: Callable[..., ReindexJob]) -> ReindexJob:
-    return make_job(make_corpus(5))
-
-
-def claimed(job: ReindexJob, worker: str = "w1") -> uuid.UUID:
-    return job.claim(worker, now=timezone.now(), lease_seconds=LEASE)
 
 
 def make_stale(job: ReindexJob) -> None:
