@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from reindexer.documents import Document, Malformed, Record
-from reindexer.errors import SourceUnavailable
+from reindexer.errors import SourcePathError, SourceUnavailable
 from reindexer.sources.base import Checkpoint
+from reindexer.sources.paths import open_source_file
 
 SUFFIXES = frozenset({".txt", ".md"})
 
@@ -70,7 +71,10 @@ class DirectoryReader:
         if path.is_symlink():
             return Malformed(rel, rel, f"{rel}: symbolic link not followed")
         try:
-            data = path.read_bytes()
+            with open_source_file(path) as f:
+                data = f.read()
+        except SourcePathError as exc:  # a hard link, or a file swapped in since it was listed
+            return Malformed(rel, rel, f"{rel}: refused ({exc})")
         except FileNotFoundError:
             return Malformed(rel, rel, f"{rel}: file vanished before it was read")
         except OSError as exc:

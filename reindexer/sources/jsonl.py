@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from reindexer.documents import Malformed, Record
-from reindexer.errors import SourceUnavailable
+from reindexer.errors import SourcePathError, SourceUnavailable
 from reindexer.sources.base import Checkpoint
+from reindexer.sources.paths import open_source_file
 from reindexer.sources.seen import SeenIds
 from reindexer.sources.validation import mark_duplicates, to_record
 
@@ -24,7 +25,7 @@ class JsonlSource:
 
     def count(self) -> int:
         try:
-            with self.path.open("rb") as f:
+            with open_source_file(self.path) as f:
                 return sum(1 for line in f if line.strip())
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc}") from exc
@@ -39,10 +40,13 @@ class JsonlReader:
     def __init__(self, path: Path, checkpoint: Checkpoint) -> None:
         self._seen = SeenIds()
         try:
-            self._file: IO[bytes] = path.open("rb")
+            self._file: IO[bytes] = open_source_file(path)
         except OSError as exc:
             self._seen.close()
             raise SourceUnavailable(f"cannot read {path}: {exc}") from exc
+        except SourcePathError:  # a hard link, or a file swapped in since the path was checked
+            self._seen.close()
+            raise
         self._read_offset = 0
         self._read_line = 0
         resume_at = int(checkpoint.get("offset", 0))

@@ -367,3 +367,53 @@ def test_lease_settings__a_heartbeat_longer_than_half_the_lease_is_refused(
         ReindexerSettings.from_environ()
     monkeypatch.setenv("REINDEXER_HEARTBEAT_SECONDS", "3")
     assert ReindexerSettings.from_environ().heartbeat_seconds == 3
+
+
+# -- hard links ------------------------------------------------------------------------------
+
+
+def outside_file(tmp_path: Path, text: str) -> Path:
+    """A file beside the data dir, not under any source root: the stand-in for /etc/passwd."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text(text)
+    return secret
+
+
+def test_path__hard_link_to_a_file_outside_the_roots_is_refused(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    secret = outside_file(tmp_path, doc_line("root", "root:x:0:0") + "\n")
+    (data_dir / "docs.jsonl").hardlink_to(secret)
+    with pytest.raises(SourcePathError, match="more than one hard link is refused") as caught:
+        open_source("jsonl:docs.jsonl")
+    assert isinstance(caught.value, SpecError)
+    assert str(data_dir / "docs.jsonl") in str(caught.value)
+
+
+def test_jsonl__a_file_hard_linked_after_its_check_is_refused_when_opened(
+    tmp_path: Path, data_dir: Path, make_corpus: Callable[..., Path]
+) -> None:
+    corpus = make_corpus(3)
+    source = open_source("jsonl:docs.jsonl")
+    assert ids(read_all("jsonl:docs.jsonl")) == ["doc-0", "doc-1", "doc-2"]
+    corpus.unlink()
+    corpus.hardlink_to(outside_file(tmp_path, doc_line("root", "root:x:0:0") + "\n"))
+    with pytest.raises(SourcePathError, match="more than one hard link is refused"):
+        source.open()
+    with pytest.raises(SourcePathError, match="more than one hard link is refused"):
+        source.count()
+
+
+def test_directory__hard_linked_file_is_malformed_and_the_others_are_read(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    root = make_tree(data_dir)
+    (root / "sub" / "linked.txt").hardlink_to(outside_file(tmp_path, "root:x:0:0"))
+    records = read_all("directory:notes")
+    assert ids(records) == ["a.txt", "b.md", "sub/c.txt", "sub/d.txt", "sub/linked.txt"]
+    linked = records[-1]
+    assert isinstance(linked, Malformed)
+    assert linked.reason.startswith("sub/linked.txt: refused")
+    assert "more than one hard link is refused" in linked.reason
+    assert all(isinstance(r, Document) for r in records[:-1])
+    assert open_source("directory:notes").count() == 5
