@@ -99,7 +99,9 @@ def test_sqlite_vec__mismatched_documents_and_vectors_are_refused(store: VectorS
     assert store.count() == 0
 
 
-@pytest.mark.parametrize("name", ["", "-lead", "has space", "a/b", "x" * 65, "dots.no"])
+@pytest.mark.parametrize(
+    "name", ["", "-lead", "has space", "a/b", "x" * 65, "dots.no", "fuzz\n", "fuzz\nmore"]
+)
 def test_sqlite_vec__bad_collection_names_are_refused(data_dir: Path, name: str) -> None:
     with pytest.raises(SpecError, match="collection"):
         open_store("sqlite-vec", name, 384)
