@@ -199,6 +199,9 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
 
 @admin.register(BatchFailure)
 class BatchFailureAdmin(_ReadOnlyMixin, _FailureAdmin):
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
     list_display = (
         "id",
         "job",
@@ -260,7 +263,7 @@ class BatchFailureAdmin(_ReadOnlyMixin, _FailureAdmin):
 
     @admin.display(description="Traceback")
     def traceback_display(self, obj: BatchFailure) -> str:
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.traceback)
+        return format_html('<pre class="traceback">{}</pre>', obj.traceback)
 
 
 @admin.register(JobEvent)

@@ -20,6 +20,34 @@ def _positive_float(name: str, default: float) -> float:
     return value
 
 
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _flag(*names: str) -> bool:
+    """Whether any of these variables is set to a true value (1, true, yes, on)."""
+    return any(os.environ.get(n, "").lower() in {"1", "true", "yes", "on"} for n in names)
+
+
+def _meta_key(name: str, raw: str) -> str | None:
+    """An HTTP header name as Django's request.META spells it ("X-Real-IP" -> "HTTP_X_REAL_IP")."""
+    header = raw.strip().upper().replace("-", "_")
+    if not header:
+        return None
+    if not header.replace("_", "").isalnum():
+        raise ValueError(f"{name} must be a header name such as X-Real-IP, got {raw!r}")
+    return header if header.startswith("HTTP_") else f"HTTP_{header}"
+
+
 @dataclass(frozen=True)
 class ReindexerSettings:
     data_dir: Path
@@ -28,6 +56,13 @@ class ReindexerSettings:
     heartbeat_seconds: float
     retry_backoff_seconds: float = 0.1
     redis_url: str | None = None
+    # Login throttling (django-axes): failures before a lock-out, and how long it lasts.
+    login_failure_limit: int = 5
+    login_cooloff_minutes: int = 15
+    # A header that a trusted reverse proxy sets to the client's address; None: REMOTE_ADDR.
+    client_ip_header: str | None = None
+    # Behind TLS: secure cookies, HSTS, the SSL redirect and the proxy's protocol header.
+    https: bool = False
 
     @classmethod
     def from_environ(cls) -> ReindexerSettings:
@@ -49,6 +84,12 @@ class ReindexerSettings:
             heartbeat_seconds=heartbeat,
             retry_backoff_seconds=_positive_float("REINDEXER_RETRY_BACKOFF_SECONDS", 0.1),
             redis_url=os.environ.get("REDIS_URL") or None,
+            login_failure_limit=_positive_int("REINDEXER_LOGIN_FAILURE_LIMIT", 5),
+            login_cooloff_minutes=_positive_int("REINDEXER_LOGIN_COOLOFF_MINUTES", 15),
+            client_ip_header=_meta_key(
+                "REINDEXER_CLIENT_IP_HEADER", os.environ.get("REINDEXER_CLIENT_IP_HEADER", "")
+            ),
+            https=_flag("REINDEXER_HTTPS", "DJANGO_SECURE"),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "ninja",  # its Swagger UI docs, from its bundled static files rather than a CDN
     "reindexer",
     "dashboard",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -66,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Template partials ({% partialdef %}, "page.html#name") are built into Django 6; on 5.2 the
@@ -128,6 +132,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# axes first: it refuses a locked-out login before the password is checked. It has no
+# get_user(), so force_login() and sessions keep using ModelBackend. Client.login() must pass
+# request=HttpRequest(), since axes needs the request.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -153,6 +164,54 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Login throttling (django-axes, database handler: shared by every web process, and shown in
+# the admin). A lock-out holds per account and, separately, per client address; the API's
+# bearer tokens never go through authenticate(), so they are not affected.
+AXES_FAILURE_LIMIT = REINDEXER.login_failure_limit
+AXES_COOLOFF_TIME = timedelta(minutes=REINDEXER.login_cooloff_minutes)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# The client address is REMOTE_ADDR unless a header set by a trusted proxy is configured:
+# otherwise any client could pick a fresh address per request in X-Forwarded-For.
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    (REINDEXER.client_ip_header, "REMOTE_ADDR") if REINDEXER.client_ip_header else ("REMOTE_ADDR",)
+)
+
+# Content-Security-Policy: only our own scripts, styles and connections ('self' covers the
+# websocket to our own host in CSP Level 3 browsers). One dict for both implementations.
+CSP_DIRECTIVES: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],  # base.html's favicon is a data: URL
+    "connect-src": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'none'"],
+}
+if django.VERSION >= (6, 0):
+    MIDDLEWARE.insert(1, "django.middleware.csp.ContentSecurityPolicyMiddleware")
+    SECURE_CSP = CSP_DIRECTIVES
+else:
+    MIDDLEWARE.insert(1, "csp.middleware.CSPMiddleware")
+    CONTENT_SECURITY_POLICY = {"DIRECTIVES": CSP_DIRECTIVES}
+
+# Production behind TLS (REINDEXER_HTTPS=1 or DJANGO_SECURE=1), for a reverse proxy that
+# terminates TLS and sets X-Forwarded-Proto (it must overwrite any value the client sent).
+if REINDEXER.https:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Preloading is an enrolment of the whole registrable domain in the browsers' lists, hard
+    # to undo, and the operator's call rather than this app's; so its check is silenced.
+    SECURE_HSTS_PRELOAD = False
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 
 def _channel_layers() -> dict[str, Any]:
