@@ -9,12 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dashboard import relay
+from dashboard.live_status import (
+    LAYER_ERRORS,
+    RETRY_FIRST_SECONDS,
+    next_delay,
+    render_live_status,
+)
 from dashboard.partials import render_job_push, render_jobs_refresh, render_timeline
 from dashboard.relay import database_sync_to_async
 from reindexer.models import ReindexJob
@@ -35,11 +42,20 @@ LAST_PUSH_MEMORY = 1000
 TICK_SECONDS = 5.0
 TICK_TASK_PREFIX = "dashboard-tick-"
 
+RECOVERY_TASK_PREFIX = "dashboard-layer-recovery-"
+
 logger = logging.getLogger(__name__)
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    """Authenticates, joins groups, sends the current state, then coalesced pushes per job."""
+    """Authenticates, joins groups, sends the current state, then coalesced pushes per job.
+
+    The channel layer (Redis) may go away and come back: the socket then stays open, the page is
+    told "live updates paused", and a background task re-joins the groups (a restarted Redis has
+    forgotten them) and sends the current state with "live" once the layer answers again.
+    """
 
     min_push_interval = MIN_PUSH_INTERVAL
     tick_seconds = TICK_SECONDS
@@ -53,6 +69,10 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._uses_relay = False
         self._can_operate = False
         self._connected = False
+        self._layer_receive: Receive | None = None
+        self._accepted = False
+        self._paused = False
+        self._recovery: asyncio.Task[None] | None = None
 
     # -- subclasses --------------------------------------------------------------------------
 
@@ -86,16 +106,20 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if groups is None:
             await self.close()
             return
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups.append(group)  # the base class leaves them on disconnect
+        self.groups = groups  # left on disconnect (see websocket_disconnect)
+        # Accepted even if the layer is away: the page still gets its state, and "paused".
+        await self._join_groups()
         await self.accept()
+        self._accepted = True
         if relay.needed(self.channel_layer):
             self._uses_relay = True
             await relay.relay.acquire()
         ids, html = await self.initial_state()
         for job_id in ids:
             self._throttle.note_sent(job_id)
+        if self._paused:
+            html = render_live_status(paused=True) + html
+            self._start_recovery()
         if html:
             await self.send(text_data=html)
         self._tick = asyncio.create_task(
@@ -109,6 +133,7 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             # The server may cancel the consumer without a disconnect (its close timeout ran
             # out); the tick loops forever, so it must not outlive the consumer either way.
             self._stop_tick()
+            self._stop_recovery()
 
     def _stop_tick(self) -> asyncio.Task[None] | None:
         tick, self._tick = self._tick, None
@@ -116,15 +141,107 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             tick.cancel()
         return tick
 
+    def _stop_recovery(self) -> asyncio.Task[None] | None:
+        recovery, self._recovery = self._recovery, None
+        if recovery is not None:
+            recovery.cancel()
+        return recovery
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # The base class leaves the groups and lets a layer error escape; while the layer is
+        # away, the groups' expiry drops this channel instead.
+        groups, self.groups = self.groups, []
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except LAYER_ERRORS:
+                logger.debug("could not leave %s: channel layer unreachable", group)
+        await super().websocket_disconnect(message)
+
     async def disconnect(self, code: int) -> None:
-        tick = self._stop_tick()
-        if tick is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await tick
+        for task in (self._stop_tick(), self._stop_recovery()):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._throttle.close()
         if self._uses_relay:
             self._uses_relay = False
             await relay.relay.release()
+
+    # -- the channel layer going away and coming back ----------------------------------------
+
+    # channels' AsyncConsumer.__call__ sets `channel_receive` to the layer's receive and hands it
+    # straight to its dispatch loop, where a layer error would end the socket with 1011; this
+    # property hands that loop a receive that waits the outage out instead.
+    @property
+    def channel_receive(self) -> Receive:
+        return self._receive_surviving_outages
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Receive) -> None:
+        self._layer_receive = receive
+
+    async def _receive_surviving_outages(self) -> dict[str, Any]:
+        if self._layer_receive is None:
+            raise RuntimeError("no channel layer to receive from")
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self._layer_receive()
+            except LAYER_ERRORS as exc:
+                await self._layer_lost(exc)
+            await asyncio.sleep(delay)
+            delay = next_delay(delay)
+
+    async def _join_groups(self) -> bool:
+        try:
+            for group in self.groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+        except LAYER_ERRORS as exc:
+            await self._layer_lost(exc)
+            return False
+        return True
+
+    async def _layer_lost(self, exc: BaseException) -> None:
+        if self._paused:
+            logger.debug("channel layer still unreachable: %s", exc)
+            return
+        self._paused = True
+        logger.warning("channel layer unreachable (%s); live updates paused, retrying", exc)
+        if self._accepted:  # before, connect() sends the status and starts the recovery itself
+            await self.send(text_data=render_live_status(paused=True))
+            self._start_recovery()
+
+    def _start_recovery(self) -> None:
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(
+                self._recover(), name=f"{RECOVERY_TASK_PREFIX}{self.channel_name}"
+            )
+
+    async def _recover(self) -> None:
+        """Re-join the groups until the layer answers, then send "live" and the current state."""
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            delay = next_delay(delay)
+            if not await self._join_groups():
+                continue
+            self._paused = False
+            # What changed during the outage was published to nobody: catch up as on connect.
+            try:
+                ids, html = await self.initial_state()
+            except Exception:
+                # The database blinked too: stay "paused" on the page and try again.
+                logger.warning("catching up after the layer returned failed", exc_info=True)
+                self._paused = True
+                continue
+            if self._paused:
+                continue  # lost again meanwhile (and "paused" sent): keep trying
+            for job_id in ids:
+                self._throttle.note_sent(job_id)
+            logger.info("channel layer back; live updates resumed")
+            await self.send(text_data=render_live_status(paused=False) + html)
+            return
 
     # -- messages ----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -193,3 +194,53 @@ def launch_chromium(playwright: Playwright) -> Browser:
 
 def env_without(env: dict[str, str], *names: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in names}
+
+
+class RedisServer:
+    """A redis-server of a test's own, on its own port of 127.0.0.1, to stop and start again."""
+
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start it (no persistence: a restart forgets every key) and wait for PONG."""
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        self.process = _spawn(f"redis-{self.port}", argv, dict(os.environ), self.log_dir)
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server on port {self.port} did not answer PING")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            _stop(process, timeout=10)
+
+    def answers(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn,
+        ):
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+        return False
+
+
+@contextlib.contextmanager
+def own_redis(log_dir: Path) -> Iterator[RedisServer]:
+    """A started RedisServer, stopped on the way out whatever happened."""
+    server = RedisServer(log_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
