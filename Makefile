@@ -59,6 +59,10 @@ run: demo
 bench: $(STAMP) chromium
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/push_rate.py
+	env -u DATABASE_URL $(BIN)/python bench/api_bodies.py
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/api_bodies.py
 
 clean:
 	rm -rf $(VENV) var

@@ -4,7 +4,6 @@ with Redis."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,15 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from reindexer.jobs import create_job as create_job_elsewhere
-from reindexer.models import JobStatus, ReindexJob
+from reindexer.models import EventKind, JobStatus, ReindexJob
 from reindexer.specs import JobSpec
 from tests.browser.servers import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 POISONED = "doc-7"
+SLOW_BATCH_SIZE = 10
+CANCEL_DEADLINE_MS = 120_000
 
 
 def log_in(page: Page, stack: Stack, user: User) -> None:
@@ -104,7 +105,7 @@ def test_dashboard__live_progress_cancel_and_failure_traceback(
             embedder="hashing",
             store="flaky(sqlite-vec,latency=150)",
             collection="browser-slow",
-            batch_size="10",
+            batch_size=str(SLOW_BATCH_SIZE),
             max_retries="0",
             name="browser-slow",
         )
@@ -115,17 +116,21 @@ def test_dashboard__live_progress_cancel_and_failure_traceback(
         expect(block).to_have_attribute("data-status", "running", timeout=15_000)
         expect(block.get_by_role("progressbar")).not_to_have_attribute("aria-valuenow", "0")
         page.once("dialog", lambda dialog: dialog.accept())
-        clicked = time.monotonic()
         block.get_by_role("button", name="Cancel").click()
-        expect(block).to_have_attribute("data-status", "cancelled", timeout=10_000)
-        cancel_seconds = time.monotonic() - clicked
+        # A generous deadline that returns as soon as the page shows it; the speed is in
+        # `make bench` (bench/latency.py), not here.
+        expect(block).to_have_attribute("data-status", "cancelled", timeout=CANCEL_DEADLINE_MS)
         assert len(seen_values(page, f"job-progress-{slow}")) >= 2, "no live change seen"
         assert navigations == [], f"the page navigated: {navigations}"
         page.screenshot(path=str(tmp_path / "2-cancelled.png"), full_page=True)
         job = ReindexJob.objects.get(pk=slow)
         assert job.status == JobStatus.CANCELLED
         assert 0 < job.processed_docs < 3000
-        assert cancel_seconds < 5, f"cancel took {cancel_seconds:.1f} s"
+        # It stopped at a batch boundary, after the request was recorded.
+        assert job.processed_docs % SLOW_BATCH_SIZE == 0, job.processed_docs
+        kinds = list(job.events.order_by("at", "id").values_list("kind", flat=True))
+        assert kinds.index(EventKind.CANCEL_REQUESTED) < kinds.index(EventKind.CANCELLED), kinds
+        assert kinds[-1] == EventKind.CANCELLED, kinds
 
         # 4. The poisoned document's failure, and its traceback, on the first job's page.
         page.goto(f"{stack.base_url}/jobs/{steady}/")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils.html import escape
 
 from reindexer.models import EventKind, JobStatus, ReindexJob
 
@@ -29,6 +32,66 @@ def test_admin_pages__render_for_a_superuser(admin_client: Client, make_job, add
     html = admin_client.get(CHANGELIST).content.decode()
     assert "completed with errors" in html
     assert "100% (5 / 5)" in html
+
+
+def readonly_value(html: str, field: str) -> str:
+    """The text of a read-only field on a change page."""
+    found = re.search(
+        rf'<div class="form-row field-{field}">.*?<div class="readonly">(.*?)</div>', html, re.S
+    )
+    assert found, f"no read-only field {field!r}"
+    return found.group(1).strip()
+
+
+def inline_cells(html: str, prefix: str, field: str) -> list[str]:
+    """The texts of one column of an inline (`prefix` is its formset's, as in `events-0`)."""
+    rows = re.findall(rf'<tr class="form-row[^"]*"\s+id="{prefix}-\d+">.*?</tr>', html, re.S)
+    cells = [re.search(rf'<td class="field-{field}">\s*<p>(.*?)</p>', row, re.S) for row in rows]
+    return [cell.group(1).strip() for cell in cells if cell]
+
+
+def test_admin_job_change_page__shows_the_job_its_timeline_and_its_failures(
+    admin_client: Client, make_job, add_failure
+) -> None:
+    job = make_job(status="completed", name="nightly <docs>", total=5, processed=5, failed=1)
+    add_failure(job, error_type="ValueError", message="bad <doc> & co")
+    html = admin_client.get(f"{CHANGELIST}{job.pk}/change/").content.decode()
+    assert readonly_value(html, "name") == escape("nightly <docs>")
+    assert readonly_value(html, "status_display") == "completed with errors"
+    assert readonly_value(html, "progress_display") == "100% (5 / 5)"
+    assert readonly_value(html, "total_docs") == "5"
+    assert readonly_value(html, "processed_docs") == "5"
+    assert readonly_value(html, "failed_docs") == "1"
+    assert readonly_value(html, "worker") == "worker-test"
+    kinds = inline_cells(html, "events", "kind")
+    assert kinds[:2] == ["Created", "Claimed"], kinds
+    assert "Completed" in kinds
+    assert "queued jsonl:docs.jsonl" in " ".join(inline_cells(html, "events", "detail"))
+    prefix = re.search(r'name="([\w-]+)-TOTAL_FORMS" value="1"', html)
+    assert prefix, "no inline with one failure"
+    assert inline_cells(html, prefix.group(1), "error_type") == ["ValueError"]
+    assert inline_cells(html, prefix.group(1), "message") == [escape("bad <doc> & co")]
+    assert inline_cells(html, prefix.group(1), "doc_count") == ["2"]
+
+
+def test_admin_failure_change_page__shows_the_error_traceback_and_doc_ids(
+    admin_client: Client, make_job, add_failure
+) -> None:
+    job = make_job(status="completed", name="nightly", processed=5, failed=2)
+    failure = add_failure(
+        job,
+        error_type="ValueError",
+        message="bad <doc> & co",
+        traceback="Traceback (most recent call last):\nValueError: bad <doc>",
+        doc_ids=["doc-3", "doc-4"],
+    )
+    html = admin_client.get(f"/admin/reindexer/batchfailure/{failure.pk}/change/").content.decode()
+    assert readonly_value(html, "error_type") == "ValueError"
+    assert readonly_value(html, "message") == escape("bad <doc> & co")
+    assert escape("ValueError: bad <doc>") in readonly_value(html, "traceback_display")
+    assert "doc-3" in readonly_value(html, "doc_ids")
+    assert "doc-4" in readonly_value(html, "doc_ids")
+    assert "nightly" in readonly_value(html, "job")
 
 
 def test_admin_job__is_read_only(admin_client: Client, make_job) -> None:

@@ -27,8 +27,16 @@ def test_detail__shows_progress_settings_and_timeline(viewer_client: Client, mak
     assert 'hx-ext="ws"' in html
     for setting in ["jsonl:docs.jsonl", "hashing", "sqlite-vec", "Batch size", "Max retries"]:
         assert setting in html
-    assert "Created" in html and "Claimed" in html  # the timeline
-    assert "by worker-test" in html
+    # The timeline's own entries: "Created" alone would also match the settings' label.
+    timeline = re.search(rf'<ol class="timeline" id="job-timeline-{job.pk}".*?</ol>', html, re.S)
+    assert timeline
+    created = re.search(r'<li class="event event-created">.*?</li>', timeline.group(0), re.S)
+    claimed = re.search(r'<li class="event event-claimed">.*?</li>', timeline.group(0), re.S)
+    assert created and claimed
+    assert '<span class="event-kind">Created</span>' in created.group(0)
+    assert '<span class="event-kind">Claimed</span>' in claimed.group(0)
+    assert '<span class="actor">by worker-test</span>' in claimed.group(0)
+    assert created.start() < claimed.start()
 
 
 def test_detail__operate_buttons_follow_the_state(operator_client: Client, make_job) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils.html import escape
 
 from dashboard.partials import render_job_push
 
@@ -101,21 +102,32 @@ def test_create_form__escapes_the_submitted_values(operator_client: Client, corp
 
 
 def test_login__escapes_the_next_parameter(client: Client) -> None:
-    html = client.get("/accounts/login/", {"next": f'/"{EVIL}'}).content.decode()
+    target = f'/"{EVIL}'
+    html = client.get("/accounts/login/", {"next": target}).content.decode()
     assert EVIL not in html
+    # Rendered, and escaped, in the form's hidden field (absent would also pass the line above).
+    assert f'name="next" value="{escape(target)}"' in html
 
 
 def test_admin__escapes_names_and_tracebacks(admin_client: Client, evil_job) -> None:
     job, failure = evil_job
-    for url in [
-        "/admin/reindexer/reindexjob/",
-        f"/admin/reindexer/reindexjob/{job.pk}/change/",
-        "/admin/reindexer/batchfailure/",
-        f"/admin/reindexer/batchfailure/{failure.pk}/change/",
-        "/admin/reindexer/jobevent/",
-    ]:
+    name, error_type = f"name {EVIL}", f"Err{EVIL}"
+    message, traceback = f"message {EVIL}", f"Traceback {EVIL}"
+    actor, detail = f"actor {EVIL}", f"detail {EVIL}"
+    # Each page, with the values it must show: absent values would pass the raw-string check too.
+    pages = {
+        "/admin/reindexer/reindexjob/": [name],
+        f"/admin/reindexer/reindexjob/{job.pk}/change/": [name, error_type, message, actor, detail],
+        "/admin/reindexer/batchfailure/": [error_type, message],
+        f"/admin/reindexer/batchfailure/{failure.pk}/change/": [error_type, message, traceback],
+        "/admin/reindexer/jobevent/": [actor, detail],
+    }
+    for url, values in pages.items():
         html = admin_client.get(url).content.decode()
         assert EVIL not in html, url
+        assert "<script>alert" not in html, url
+        for value in values:
+            assert escape(value) in html, (url, value)
 
 
 def test_username__is_escaped(client: Client) -> None:

@@ -19,13 +19,15 @@ from tests.live.conftest import Connect, receive_all
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 STALLED = "badge-stalled"
+LEASE_SECONDS = 1.0
+STALLED_DEADLINE_SECONDS = 60
 
 
 @pytest.fixture
 def quick_tick(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     """Tick every 0.2 s, with a one-second lease."""
     monkeypatch.setattr(consumers._JobPushConsumer, "tick_seconds", 0.2)
-    settings.REINDEXER = dataclasses.replace(conf.get(), lease_seconds=1.0)
+    settings.REINDEXER = dataclasses.replace(conf.get(), lease_seconds=LEASE_SECONDS)
 
 
 @database_sync_to_async
@@ -40,6 +42,13 @@ def running_job() -> int:
         worker="dead-worker",
         heartbeat_at=timezone.now(),
     ).pk
+
+
+@database_sync_to_async
+def heartbeat_age_seconds(job_id: int) -> float:
+    heartbeat_at = ReindexJob.objects.get(pk=job_id).heartbeat_at
+    assert heartbeat_at is not None
+    return (timezone.now() - heartbeat_at).total_seconds()
 
 
 def tick_tasks() -> list[asyncio.Task[Any]]:
@@ -60,12 +69,18 @@ async def test_tick__silent_dead_worker__job_turns_stalled_without_any_message(
     first = await communicator.receive_from(timeout=2)
     assert STALLED not in first
 
-    frames: list[str] = []
-    deadline = asyncio.get_running_loop().time() + 3
-    while not any(STALLED in frame for frame in frames):
-        assert asyncio.get_running_loop().time() < deadline, "no stalled push after the lease"
-        frames.append(await communicator.receive_from(timeout=1))
-    stalled = next(frame for frame in frames if STALLED in frame)
+    # A generous deadline that ends as soon as the push comes: a busy machine only delays it.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STALLED_DEADLINE_SECONDS
+    stalled = None
+    while stalled is None:
+        remaining = deadline - loop.time()
+        assert remaining > 0, "no stalled push after the lease"
+        frame = await communicator.receive_from(timeout=remaining)
+        if STALLED in frame:
+            stalled = frame
+    # Order, not speed: "stalled" only once the silent heartbeat has aged past the lease.
+    assert await heartbeat_age_seconds(job_id) >= LEASE_SECONDS
     assert f'data-job-id="{job_id}"' in stalled
     assert "jobs-refresh" not in stalled  # the job's state did not change
 
