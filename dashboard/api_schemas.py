@@ -68,6 +68,8 @@ _FIGURES: dict[str, Any] = {
     "finished_at": Timestamp | None,
     "cancel_requested": bool,
     "error": str,
+    "last_error": str,
+    "last_error_at": Timestamp | None,
     "worker": str,
     "retry_of": int | None,
 }

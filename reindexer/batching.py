@@ -10,12 +10,40 @@ from dataclasses import dataclass, field
 
 from reindexer.documents import MALFORMED_ERROR, Document, Malformed
 from reindexer.embedders import Embedder, Vectors
-from reindexer.errors import ReindexerError, is_transient
+from reindexer.errors import ErrorKind, ReindexerError, classify, describe_fault
 from reindexer.stores import VectorStore
 
 
 class StoreUnreachable(ReindexerError):
     """Transient errors kept coming after every retry: the store (or embedder) is down."""
+
+
+class StoreFailed(ReindexerError):
+    """The store as a whole failed in a way waiting won't fix (disk full, read only, ...).
+
+    No document is to blame, so none is recorded as failed; `cause` is the original error and
+    `where` the file or store it concerns, once known.
+    """
+
+    def __init__(self, cause: BaseException, *, where: str | None = None) -> None:
+        super().__init__(describe_fault(cause))
+        self.cause = cause
+        self.where = where
+
+    def __str__(self) -> str:
+        detail = describe_fault(self.cause)
+        return f"{detail} at {self.where}" if self.where else detail
+
+
+def _path_of(store: object) -> str | None:
+    """The file a store writes to, when it has one (a wrapper such as flaky's names its inner)."""
+    current: object = store
+    while current is not None:
+        path = getattr(current, "path", None)
+        if path is not None:
+            return str(path)
+        current = getattr(current, "inner", None)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +65,8 @@ class BatchOutcome:
     written: int = 0
     retries: int = 0
     failures: list[FailureRecord] = field(default_factory=list)
+    # The last transient error that was retried, so a job shows why it is slow.
+    last_retried_error: str | None = None
 
     @property
     def failed_docs(self) -> int:
@@ -96,7 +126,10 @@ class BatchWriter:
                     vectors = self.embedder.embed([doc.text for doc in docs])
                 self.store.upsert(docs, vectors)
             except Exception as exc:
-                transient = is_transient(exc)
+                kind = classify(exc)
+                if kind is ErrorKind.STORE:
+                    raise StoreFailed(exc, where=_path_of(self.store)) from exc
+                transient = kind is ErrorKind.TRANSIENT
                 if transient:
                     self._consecutive_transient += 1
                     if self._consecutive_transient >= self.policy.breaker_threshold:
@@ -106,6 +139,7 @@ class BatchWriter:
                         ) from exc
                     if attempts <= self.policy.max_retries:
                         outcome.retries += 1
+                        outcome.last_retried_error = f"{type(exc).__name__}: {exc}"
                         self._sleep(self.policy.delay(attempts, self._rng))
                         continue
                 if len(docs) == 1:

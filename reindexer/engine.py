@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -21,11 +22,12 @@ from reindexer.batching import (
     BatchWriter,
     FailureRecord,
     RetryPolicy,
+    StoreFailed,
     StoreUnreachable,
 )
 from reindexer.documents import MALFORMED_ERROR, Document, Malformed, Record
 from reindexer.embedders import open_embedder
-from reindexer.errors import ReindexerError
+from reindexer.errors import ReindexerError, describe_fault, is_store_fatal
 from reindexer.jobs import failed_doc_ids, resolve_retried_failures
 from reindexer.lease import LeaseKeeper
 from reindexer.models import (
@@ -38,8 +40,9 @@ from reindexer.models import (
     storable,
 )
 from reindexer.progress import ProgressPublisher
+from reindexer.reconnect import wait_for_database
 from reindexer.sources import SourceReader, open_source
-from reindexer.stores import VectorStore, open_store
+from reindexer.stores import VectorStore, open_store, store_backend
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ logger = logging.getLogger(__name__)
 class EngineOptions:
     heartbeat_seconds: float = 5.0
     backoff_seconds: float = 0.1
+    lease_seconds: float = 30.0
 
 
 class Outcome:
@@ -174,6 +178,21 @@ class BatchCommitter:
         return row[0] is not None
 
 
+def _open_store(job: ReindexJob, dimensions: int) -> VectorStore:
+    """Open the job's store; one that cannot be opened for good (read only, corrupt...) fails."""
+    try:
+        return open_store(job.store, job.collection, dimensions)
+    except Exception as exc:
+        if not is_store_fatal(exc):
+            raise
+        raise StoreFailed(exc, where=_store_where(job)) from exc
+
+
+def _store_where(job: ReindexJob) -> str:
+    """Where the job's store lives, for an error raised before the store opened."""
+    return store_backend(job.store).location(job.collection)
+
+
 def _batches(reader: SourceReader, size: int, only: set[str] | None) -> Iterator[list[Record]]:
     """The reader's batches; a retry job keeps only the ids it retries (so its batches shrink)."""
     while records := reader.read_batch(size):
@@ -203,6 +222,8 @@ class JobRunner:
         self.options = options
         self.publisher = publisher
         self._keeper: LeaseKeeper | None = None
+        # (batches_done, monotonic deadline) of the database blink being waited out, if any.
+        self._blink: tuple[int, float] | None = None
 
     def run(self) -> str:
         job = self.job
@@ -218,38 +239,82 @@ class JobRunner:
                 "reindex.resumed": bool(job.checkpoint),
             },
         ) as span:
-            keeper = self._keeper = LeaseKeeper(
-                job, self.token, self.options.heartbeat_seconds
-            ).start()
+            keeper = self._keeper = self._start_keeper()
             try:
-                outcome = self._run(keeper)
-            except LeaseLost:
-                outcome = Outcome.LEASE_LOST
-            except (OperationalError, InterfaceError) as exc:
-                # The job database blinked. Every committed batch is safe behind the checkpoint,
-                # so leave the job to its lease: once it expires, a worker resumes it.
-                logger.error(
-                    "job %s: job database unavailable (%s); it resumes from its checkpoint once"
-                    " its lease expires",
-                    job.pk,
-                    exc,
-                )
-                span.record_exception(exc)
-                connection.close()
-                outcome = Outcome.ABANDONED
-            except Exception as exc:
-                # A bug or an unforeseen error: fail this job loudly, keep the worker alive.
-                logger.exception("job %s: unexpected error", job.pk)
-                span.record_exception(exc)
-                try:
-                    outcome = self._fail(f"unexpected {type(exc).__name__}: {exc}")
-                except LeaseLost:
-                    outcome = Outcome.LEASE_LOST
+                # One pass per stretch of database uptime: a blink resumes from the checkpoint.
+                while True:
+                    try:
+                        outcome = self._run(keeper)
+                    except LeaseLost:
+                        outcome = Outcome.LEASE_LOST
+                    except (OperationalError, InterfaceError) as exc:
+                        # The job database blinked. Every committed batch is safe behind the
+                        # checkpoint: wait for it, and carry on while the lease is still ours.
+                        span.record_exception(exc)
+                        resumed = self._reconnect(exc)
+                        if resumed is None:
+                            if keeper.stopped:  # a final transition had ended its heartbeats
+                                keeper = self._keeper = self._start_keeper()
+                            continue
+                        outcome = resumed
+                    except Exception as exc:
+                        # A bug or an unforeseen error: fail this job loudly, keep the worker alive.
+                        logger.exception("job %s: unexpected error", job.pk)
+                        span.record_exception(exc)
+                        try:
+                            outcome = self._fail(f"unexpected {type(exc).__name__}: {exc}")
+                        except LeaseLost:
+                            outcome = Outcome.LEASE_LOST
+                    break
             finally:
                 keeper.stop()
             span.set_attribute("reindex.outcome", outcome)
             self._publish(force=True)
             return outcome
+
+    def _start_keeper(self) -> LeaseKeeper:
+        return LeaseKeeper(self.job, self.token, self.options.heartbeat_seconds).start()
+
+    def _reconnect(self, exc: Exception) -> str | None:
+        """Wait out a database blink: None to carry on from the checkpoint, else the outcome."""
+        job = self.job
+        # A blink may last as long as the lease that was renewed last; resumes that commit
+        # nothing do not renew that allowance, so a database that fails every pass gives up too.
+        if self._blink is None or self._blink[0] != job.batches_done:
+            self._blink = (job.batches_done, self._lease_deadline())
+
+        def renew_and_reload() -> None:
+            job.heartbeat(self.token)  # the fenced check: one UPDATE that matches only our lease
+            job.refresh_from_db()
+
+        try:
+            answered = wait_for_database(
+                renew_and_reload,
+                failed=exc,
+                deadline=self._blink[1],
+                what=f"job {job.pk}: job database unavailable",
+                log=logger,
+            )
+        except LeaseLost:
+            logger.warning("job %s: lease lost while the job database was away", job.pk)
+            return Outcome.LEASE_LOST
+        if not answered:
+            logger.error(
+                "job %s: job database unavailable for the whole lease; it resumes from its"
+                " checkpoint once the lease expires",
+                job.pk,
+            )
+            connection.close()
+            return Outcome.ABANDONED
+        logger.info("job %s: job database back; resuming at %s", job.pk, job.checkpoint)
+        return None
+
+    def _lease_deadline(self) -> float:
+        """When, on the monotonic clock, the lease lapses if nobody renews it."""
+        renewals = [self.job.heartbeat_at, self._keeper.renewed_at if self._keeper else None]
+        last = max((at for at in renewals if at is not None), default=timezone.now())
+        left = self.options.lease_seconds - (timezone.now() - last).total_seconds()
+        return time.monotonic() + left
 
     def _run(self, keeper: LeaseKeeper) -> str:
         job = self.job
@@ -268,13 +333,25 @@ class JobRunner:
                     f"resuming after {job.processed_docs} documents at {job.checkpoint}",
                 )
             embedder = open_embedder(job.embedder)
-            store = open_store(job.store, job.collection, embedder.dimensions)
+            store = _open_store(job, embedder.dimensions)
             policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
             writer = BatchWriter(embedder, store, policy)
             reader = source.open(job.checkpoint or None)
             return self._loop(reader, writer, only, keeper)
         except LeaseLost:
             raise
+        except StoreFailed as exc:
+            trace.get_current_span().record_exception(exc.cause)
+            if store is not None:
+                # First: on a shared full disk, the store's open WAL holds the space the job
+                # database needs to record the failure; closing checkpoints and frees it.
+                store.close()
+                store = None
+            return self._fail(f"store failed: {exc}")
+        except (OperationalError, InterfaceError) as exc:
+            if not is_store_fatal(exc):
+                raise  # a blink: run() leaves the job to its lease
+            return self._job_database_failed(exc)
         except (ReindexerError, OSError) as exc:
             trace.get_current_span().record_exception(exc)
             return self._fail(f"{type(exc).__name__}: {exc}")
@@ -310,6 +387,10 @@ class JobRunner:
             cancel_requested = committer.commit(
                 batch_number, len(records), outcome, reader.checkpoint()
             )
+            if outcome.last_retried_error is not None:
+                job.note_error(
+                    self.token, f"batch {batch_number} retried: {outcome.last_retried_error}"
+                )
             self._publish()
             if self._over_budget(final=False):
                 return self._fail(self._budget_error())
@@ -400,8 +481,33 @@ class JobRunner:
         span = trace.get_current_span()
         span.set_status(trace.Status(trace.StatusCode.ERROR, error))
         self._end_heartbeats()
-        self.job.fail(self.token, self.worker_id, error)
+        try:
+            self.job.fail(self.token, self.worker_id, error)
+        except OperationalError as exc:
+            if not is_store_fatal(exc):
+                raise
+            # A full job database may still take one small in-place UPDATE where the transition
+            # and its event do not fit; closing its last connection first lets SQLite checkpoint
+            # and drop its WAL, which frees the room.
+            logger.warning("job %s: failing it in place: %s", self.job.pk, exc)
+            connection.close()
+            self.job.fail_in_place(self.token, self.worker_id, error)
         return Outcome.FAILED
+
+    def _job_database_failed(self, exc: OperationalError | InterfaceError) -> str:
+        """Fail the job on a job-database error that waiting won't fix (disk full, read only...).
+
+        Recording it is itself a write, which may fail the same way; then the error goes up to
+        run(), which leaves the job to its lease, and the reclaim limit ends the loop.
+        """
+        trace.get_current_span().record_exception(exc)
+        name = connection.settings_dict.get("NAME")
+        error = f"job database failed: {describe_fault(exc)}" + (f" at {name}" if name else "")
+        try:
+            return self._fail(error)
+        except (OperationalError, InterfaceError):
+            logger.error("job %s: cannot record its failure: %s", self.job.pk, error)
+            raise
 
     def _publish(self, *, force: bool = False) -> None:
         if self.publisher is not None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from datetime import datetime
 
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from reindexer.models import LeaseLost, ReindexJob
+from reindexer.reconnect import log_failed_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +24,9 @@ class LeaseKeeper:
         self.token = token
         self.interval = interval
         self.lost = threading.Event()
+        # When this keeper last renewed the lease: with the job's own heartbeat_at, it tells the
+        # engine how long its lease outlives a database blink.
+        self.renewed_at: datetime | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-job-{job.pk}", daemon=True)
 
@@ -29,20 +35,31 @@ class LeaseKeeper:
         return self
 
     def _run(self) -> None:
+        failures = 0
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    self.job.heartbeat(self.token)
+                    now = timezone.now()
+                    self.job.heartbeat(self.token, now=now)
                 except LeaseLost:
                     logger.warning("job %s: lease lost; this worker will drop it", self.job.pk)
                     self.lost.set()
                     return
-                except Exception:
+                except Exception as exc:
                     # A database blink: try again next beat; the lease outlives a few misses.
-                    logger.warning("job %s: heartbeat failed", self.job.pk, exc_info=True)
+                    failures += 1
+                    what = f"job {self.job.pk}: heartbeat failed"
+                    log_failed_attempt(logger, what, failures, self.interval, exc)
                     close_old_connections()
+                else:
+                    self.renewed_at = now
+                    failures = 0
         finally:
             connection.close()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -71,6 +72,14 @@ class InvalidTransition(Exception):
 
 class LeaseLost(InvalidTransition):
     """The worker no longer holds the job's lease (it was reclaimed, cancelled or finished)."""
+
+
+class JobStuck(InvalidTransition):
+    """A stale job was failed instead of reclaimed: its workers kept dying without progress."""
+
+
+# Reclaims that found no progress since the claim before, after which the next one fails the job.
+MAX_RECLAIMS_WITHOUT_PROGRESS = 3
 
 
 class EventKind(models.TextChoices):
@@ -160,6 +169,13 @@ class ReindexJob(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     error = models.TextField(blank=True)
+    # The last error met while the job went on (a retried batch, a reclaim), so a job that is
+    # slow or stuck tells its story before it ends.
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # Stuck-job detection: processed_docs when last claimed, and reclaims that found it unchanged.
+    processed_at_claim = models.PositiveBigIntegerField(default=0)
+    reclaims_without_progress = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -285,7 +301,11 @@ class ReindexJob(models.Model):
         self.refresh_from_db()
 
     def claim(self, worker: str, *, now: datetime, lease_seconds: float) -> uuid.UUID:
-        """Take a pending job, or a running one whose lease expired, for `worker`."""
+        """Take a pending job, or a running one whose lease expired, for `worker`.
+
+        Raises JobStuck, having failed the job, instead of a reclaim that would be the
+        (MAX_RECLAIMS_WITHOUT_PROGRESS + 1)th in a row to find no progress.
+        """
         token = uuid.uuid4()
         cutoff = now - timedelta(seconds=lease_seconds)
         reclaiming = self.status == JobStatus.RUNNING
@@ -294,7 +314,16 @@ class ReindexJob(models.Model):
             if reclaiming
             else Q(status=JobStatus.PENDING)
         )
+        stalled = reclaiming and self.processed_docs == self.processed_at_claim
+        without_progress = self.reclaims_without_progress + 1 if stalled else 0
+        if reclaiming and without_progress > MAX_RECLAIMS_WITHOUT_PROGRESS:
+            self._fail_stuck(where, worker, now)
         previous_worker = self.worker
+        reason = (
+            f"lease of {previous_worker or 'unknown worker'} expired; "
+            f"resuming from {self.processed_docs} processed"
+        )
+        noted: dict[str, Any] = {"last_error": reason, "last_error_at": now} if reclaiming else {}
         with transaction.atomic():
             self._transition(
                 JobStatus.RUNNING,
@@ -303,17 +332,50 @@ class ReindexJob(models.Model):
                 lease_token=token,
                 heartbeat_at=now,
                 started_at=self.started_at or now,
+                processed_at_claim=self.processed_docs,
+                reclaims_without_progress=(
+                    without_progress if reclaiming else self.reclaims_without_progress
+                ),
+                **noted,
             )
             if reclaiming:
-                self.log(
-                    EventKind.RECLAIMED,
-                    worker,
-                    f"lease of {previous_worker or 'unknown worker'} expired; "
-                    f"resuming from {self.processed_docs} processed",
-                )
+                self.log(EventKind.RECLAIMED, worker, reason)
             else:
                 self.log(EventKind.CLAIMED, worker)
         return token
+
+    def _fail_stuck(self, where: Q, actor: str, now: datetime) -> None:
+        """Fail a stale job whose reclaims keep finding no progress, with its last error."""
+        last = (
+            f"; last error (at {self.last_error_at.isoformat()}): {self.last_error}"
+            if self.last_error and self.last_error_at
+            else ""
+        )
+        error = storable(
+            f"stuck: reclaimed {self.reclaims_without_progress} times without progress "
+            f"at {self.processed_docs} processed{last}"
+        )
+        with transaction.atomic():
+            self._transition(
+                JobStatus.FAILED,
+                where=where,
+                finished_at=now,
+                lease_token=None,
+                error=error,
+            )
+            self.log(EventKind.FAILED, actor, error)
+        raise JobStuck(f"job {self.pk}: {error}")
+
+    def note_error(self, token: uuid.UUID, message: str) -> None:
+        """Record the last error met while the job goes on; fenced by the lease."""
+        now = timezone.now()
+        message = storable(message)
+        updated = ReindexJob.objects.leased(self.pk, token).update(
+            last_error=message, last_error_at=now, updated_at=now
+        )
+        if updated != 1:
+            raise LeaseLost(f"job {self.pk}: lease {token} is no longer held")
+        self.last_error, self.last_error_at = message, now
 
     def heartbeat(self, token: uuid.UUID, *, now: datetime | None = None) -> None:
         """Renew the lease; raise LeaseLost if this token no longer holds the job."""
@@ -370,8 +432,32 @@ class ReindexJob(models.Model):
 
     def fail(self, token: uuid.UUID, actor: str, error: str) -> None:
         self._finish(
-            JobStatus.FAILED, token, actor, EventKind.FAILED, lambda: error, error=storable(error)
+            JobStatus.FAILED,
+            token,
+            actor,
+            EventKind.FAILED,
+            lambda: error,
+            error=storable(error),
+            last_error=storable(error),
+            last_error_at=timezone.now(),
         )
+
+    def fail_in_place(self, token: uuid.UUID, actor: str, error: str) -> None:
+        """`fail` as one UPDATE of the row, for a database too full for more; then, if it fits,
+        the event."""
+        now = timezone.now()
+        self._transition(
+            JobStatus.FAILED,
+            where=Q(lease_token=token),
+            raises=LeaseLost,
+            finished_at=now,
+            lease_token=None,
+            error=storable(error),
+            last_error=storable(error),
+            last_error_at=now,
+        )
+        with contextlib.suppress(DatabaseError):  # the row tells the story without its event
+            self.log(EventKind.FAILED, actor, error)
 
     def request_cancel(self, actor: str) -> None:
         """Cancel a pending job now, or ask a running one's worker to stop at a batch boundary."""

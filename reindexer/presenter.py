@@ -87,6 +87,14 @@ class JobView:
     def can_retry(self) -> bool:
         return self.job.is_finished and self.job.failed_docs > 0
 
+    @property
+    def shows_last_error(self) -> bool:
+        """Whether the last error adds to what the state says: not on a clean completion, and not
+        when it merely repeats the final error."""
+        job = self.job
+        clean = job.status == JobStatus.COMPLETED and not job.failed_docs
+        return bool(job.last_error) and not clean and job.last_error != job.error
+
     def as_status(self) -> dict[str, Any]:
         """The fields of `reindex status --json` and of the JSON API (DESIGN.md)."""
         job = self.job
@@ -113,6 +121,8 @@ class JobView:
             "finished_at": _iso(job.finished_at),
             "cancel_requested": job.cancel_requested_at is not None,
             "error": job.error,
+            "last_error": job.last_error,
+            "last_error_at": _iso(job.last_error_at),
             "source": job.source,
             "embedder": job.embedder,
             "store": job.store,

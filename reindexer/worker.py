@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from reindexer import conf, telemetry
 from reindexer.engine import EngineOptions, JobRunner
-from reindexer.models import InvalidTransition, ReindexJob
+from reindexer.models import InvalidTransition, JobStuck, ReindexJob
 from reindexer.progress import ProgressPublisher
+from reindexer.reconnect import Backoff, log_failed_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,9 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
                 return None
             try:
                 token = job.claim(worker_id, now=now, lease_seconds=lease_seconds)
+            except JobStuck as exc:
+                logger.error("worker %s: %s", worker_id, exc)
+                continue
             except InvalidTransition:
                 continue  # another worker won it between our read and our update
             return job, token
@@ -97,8 +107,13 @@ class Worker:
         options = self.options
         telemetry.configure_tracing(service_name="reindexer-worker")
         publisher = ProgressPublisher()
-        engine_options = EngineOptions(options.heartbeat_seconds, options.backoff_seconds)
-        processed = 0
+        engine_options = EngineOptions(
+            heartbeat_seconds=options.heartbeat_seconds,
+            backoff_seconds=options.backoff_seconds,
+            lease_seconds=options.lease_seconds,
+        )
+        backoff = Backoff()
+        failed_claims = processed = 0
         logger.info("worker %s started (burst=%s)", options.worker_id, options.burst)
         if options.startup_jitter_seconds:
             self.stop.wait(random.uniform(0, options.startup_jitter_seconds))  # noqa: S311
@@ -107,12 +122,16 @@ class Worker:
                 close_old_connections()
                 try:
                     claimed = claim_next(options.worker_id, options.lease_seconds)
-                except (OperationalError, InterfaceError):
+                except (OperationalError, InterfaceError) as exc:
                     # A database restart must not take every worker down with it.
-                    logger.warning("worker %s: cannot claim", options.worker_id, exc_info=True)
-                    close_old_connections()
-                    self.stop.wait(options.poll_seconds)
+                    failed_claims += 1
+                    delay = backoff.delay(failed_claims)
+                    what = f"worker {options.worker_id}: cannot claim, job database unavailable"
+                    log_failed_attempt(logger, what, failed_claims, delay, exc)
+                    connection.close()
+                    self.stop.wait(delay)
                     continue
+                failed_claims = 0
                 if claimed is None:
                     if options.burst:
                         break

@@ -101,6 +101,9 @@ class FlakyBackend:
     def check_collection(self, name: str) -> None:
         self.inner.check_collection(name)
 
+    def location(self, collection: str) -> str:
+        return self.inner.location(collection)
+
     def open(self, collection: str, dimensions: int) -> FlakyStore:
         return FlakyStore(self.inner.open(collection, dimensions), self.options)
 

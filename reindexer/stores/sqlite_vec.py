@@ -71,10 +71,14 @@ class SqliteVecStore:
             )
         return conn
 
+    @staticmethod
+    def path_of(data_dir: Path, collection: str) -> Path:
+        return data_dir / "stores" / f"{collection}.sqlite-vec"
+
     @classmethod
     def for_collection(cls, data_dir: Path, collection: str, dimensions: int) -> SqliteVecStore:
         validate_collection(collection)
-        return cls(data_dir / "stores" / f"{collection}.sqlite-vec", dimensions)
+        return cls(cls.path_of(data_dir, collection), dimensions)
 
     def _existing(self, ids: list[str]) -> list[str]:
         rows = self._conn.execute(
@@ -142,6 +146,9 @@ class SqliteVecBackend:
 
     def check_collection(self, name: str) -> None:
         validate_collection(name)
+
+    def location(self, collection: str) -> str:
+        return str(SqliteVecStore.path_of(conf.get().data_dir, collection))
 
     def open(self, collection: str, dimensions: int) -> SqliteVecStore:
         return SqliteVecStore.for_collection(conf.get().data_dir, collection, dimensions)

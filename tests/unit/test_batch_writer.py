@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import apsw
 import pytest
 
-from reindexer.batching import BatchWriter, FailureRecord, RetryPolicy, StoreUnreachable
+from reindexer.batching import (
+    BatchWriter,
+    FailureRecord,
+    RetryPolicy,
+    StoreFailed,
+    StoreUnreachable,
+)
 from reindexer.documents import Document
 from reindexer.embedders.hashing import HashingEmbedder
 from reindexer.errors import TransientError
@@ -132,6 +141,7 @@ def test_write__transient_errors_are_retried_with_growing_backoff(make_store: Ma
     assert store.count() == 16
     assert len(delays) == outcome.retries
     assert delays == sorted(delays) and delays[0] < delays[-1]
+    assert outcome.last_retried_error == "TransientError: simulated store timeout (flaky transient)"
     for attempt, delay in enumerate(delays, start=1):
         ceiling = policy.backoff_seconds * 2 ** (attempt - 1)
         assert ceiling / 2 <= delay <= ceiling
@@ -187,3 +197,49 @@ def test_write__success_resets_the_count_of_consecutive_transient_failures(
     assert sum(o.retries for o in outcomes) > policy.breaker_threshold
     assert sum(o.written for o in outcomes) == 40
     assert store.count() == 40
+
+
+@contextlib.contextmanager
+def tiny_disk(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` at `path` (as root); unmounted afterwards, also on failure."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert mounted.returncode == 0, f"cannot mount a tmpfs at {path}: {mounted.stderr}"
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_write__full_disk_fails_the_store_at_once_and_blames_no_document(tmp_path: Path) -> None:
+    with tiny_disk(tmp_path / "disk", "6m") as disk:
+        store = FlakyStore(SqliteVecStore(disk / "c.sqlite-vec", 384), parse_flaky("flaky(x)"))
+        delays, outcomes = Delays(), []
+        batch_writer = writer(store, delays)
+        try:
+            with pytest.raises(StoreFailed) as raised:
+                for b in range(100):  # vec0 grows by chunks of 1024 vectors (1.5 MB)
+                    outcomes.append(batch_writer.write(documents(100, prefix=f"b{b}")))
+        finally:
+            store.close()
+    assert isinstance(raised.value.cause, apsw.FullError)
+    assert str(raised.value) == (
+        f"disk full (FullError: {raised.value.cause}) at {disk / 'c.sqlite-vec'}"
+    )
+    # Neither retried nor bisected: each earlier batch was written whole, and no failure recorded.
+    assert outcomes and all(o.failures == [] and o.written == 100 for o in outcomes)
+    assert delays == []
+
+
+def test_write__document_errors_are_still_bisected_beside_store_failures(
+    make_store: MakeStore,
+) -> None:
+    store = make_store("poison=doc-3")
+    outcome = writer(store, Delays()).write(documents(8))
+    assert [f.doc_ids for f in outcome.failures] == [["doc-3"]]
+    assert outcome.written == 7

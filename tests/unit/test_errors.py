@@ -1,4 +1,4 @@
-"""is_transient over real exceptions, raised by the drivers and sockets that really raise them."""
+"""classify over real exceptions, raised by the drivers, sockets and files that raise them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,15 @@ from pytest_django import DjangoDbBlocker
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reindexer.errors import PermanentError, TransientError, is_transient
+from reindexer.errors import (
+    ErrorKind,
+    PermanentError,
+    TransientError,
+    classify,
+    describe_fault,
+    is_store_fatal,
+    is_transient,
+)
 
 
 def raised(action: Callable[[], object]) -> BaseException:
@@ -172,68 +180,185 @@ def given(exc: BaseException) -> Callable[[Path], BaseException]:
     return lambda tmp_path: exc
 
 
-WRONG_BY_TEXT = (
-    "the classifier calls any error whose text holds 'timeout' transient, so a permanent error "
-    "about a timeout setting is retried (a later issue fixes the classifier)"
-)
-WRONG_DRIVER_REFUSED = (
-    "a refused connection is transient as ConnectionRefusedError (ECONNREFUSED), but the driver "
-    "wraps it in its own error class without an errno, and the classifier's phrases do not cover "
-    "'connection refused'"
-)
+def apsw_full(tmp_path: Path) -> BaseException:
+    """A real FullError: the database may not grow past two pages."""
+    conn = apsw.Connection(str(tmp_path / "full.sqlite3"))
+    try:
+        conn.execute("PRAGMA max_page_count=2").fetchall()
+        exc = raised(
+            lambda: conn.execute("CREATE TABLE t (x); INSERT INTO t VALUES (zeroblob(1e5))")
+        )
+    finally:
+        conn.close()
+    assert type(exc) is apsw.FullError
+    return exc
+
+
+def django_full(tmp_path: Path) -> BaseException:
+    """Django's OperationalError for a full job database, as the engine meets it."""
+    import django.db.utils
+
+    handler = ConnectionHandler(
+        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": tmp_path / "jobs.sqlite3"}}
+    )
+    conn = handler["default"]
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("PRAGMA max_page_count=2")
+            cursor.execute("CREATE TABLE t (x)")
+            exc = raised(lambda: cursor.execute("INSERT INTO t VALUES (zeroblob(100000))"))
+    finally:
+        conn.close()
+    assert type(exc) is django.db.utils.OperationalError
+    return exc
+
+
+def apsw_read_only(tmp_path: Path) -> BaseException:
+    """A real ReadOnlyError: the store file opened read-only, then written."""
+    path = tmp_path / "ro.sqlite3"
+    apsw.Connection(str(path)).execute("CREATE TABLE t (x)")
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        exc = raised(lambda: conn.execute("INSERT INTO t VALUES (1)"))
+    finally:
+        conn.close()
+    assert type(exc) is apsw.ReadOnlyError
+    return exc
+
+
+def sqlite3_read_only(tmp_path: Path) -> BaseException:
+    path = tmp_path / "ro-stdlib.sqlite3"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        exc = raised(lambda: conn.execute("INSERT INTO t VALUES (1)"))
+    finally:
+        conn.close()
+    assert type(exc) is sqlite3.OperationalError
+    return exc
+
+
+def apsw_no_such_table(tmp_path: Path) -> BaseException:
+    conn = apsw.Connection(str(tmp_path / "empty.sqlite3"))
+    try:
+        exc = raised(lambda: conn.execute("SELECT id FROM docs_meta"))
+    finally:
+        conn.close()
+    assert type(exc) is apsw.SQLError
+    return exc
+
+
+def psycopg_no_such_table(tmp_path: Path) -> BaseException:
+    """PostgreSQL's undefined_table, from the machine's own server."""
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=5) as c:
+        exc = raised(lambda: c.execute("SELECT * FROM reindexer_no_such_table"))
+    assert type(exc) is psycopg.errors.UndefinedTable
+    return exc
+
+
+def apsw_not_a_database(tmp_path: Path) -> BaseException:
+    """A store file overwritten with garbage."""
+    path = tmp_path / "garbage.sqlite3"
+    path.write_bytes(b"\xde\xad\xbe\xef" * 2048)
+    conn = apsw.Connection(str(path))
+    try:
+        exc = raised(lambda: conn.execute("SELECT * FROM sqlite_master").fetchall())
+    finally:
+        conn.close()
+    assert type(exc) is apsw.NotADBError
+    return exc
+
+
+def apsw_malformed(tmp_path: Path) -> BaseException:
+    """A real database whose second page was overwritten with garbage."""
+    path = tmp_path / "malformed.sqlite3"
+    conn = apsw.Connection(str(path))
+    with conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.executemany("INSERT INTO t VALUES (randomblob(500))", [()] * 200)
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[4096:8192] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+    conn = apsw.Connection(str(path))
+    try:
+        exc = raised(lambda: conn.execute("SELECT sum(length(x)) FROM t").fetchall())
+    finally:
+        conn.close()
+    assert type(exc) is apsw.CorruptError
+    return exc
+
+
+T = ErrorKind.TRANSIENT
+STORE = ErrorKind.STORE
+DOC = ErrorKind.DOCUMENT
 
 CASES = [
-    pytest.param(given(TransientError("store blinked")), True, id="TransientError"),
-    pytest.param(given(PermanentError("rejected by the store")), False, id="PermanentError"),
+    pytest.param(given(TransientError("store blinked")), T, id="TransientError"),
+    pytest.param(given(PermanentError("rejected by the store")), DOC, id="PermanentError"),
     pytest.param(
-        given(PermanentError("request timed out")), False, id="PermanentError-about-a-timeout"
+        given(PermanentError("request timed out")), DOC, id="PermanentError-about-a-timeout"
     ),
-    pytest.param(socket_timeout, True, id="TimeoutError-socket-recv"),
-    pytest.param(connection_reset, True, id="ConnectionResetError-socket-rst"),
-    pytest.param(connection_refused, True, id="ConnectionRefusedError-closed-port"),
-    pytest.param(
-        given(OSError(errno.ETIMEDOUT, "Connection timed out")), True, id="OSError-ETIMEDOUT"
-    ),
-    pytest.param(file_not_found, False, id="FileNotFoundError"),
-    pytest.param(apsw_busy, True, id="apsw.BusyError-locked-file"),
-    pytest.param(sqlite3_locked, True, id="sqlite3.OperationalError-database-is-locked"),
-    pytest.param(django_locked, True, id="django.OperationalError-database-is-locked"),
-    pytest.param(
-        psycopg_refused,
-        True,
-        id="psycopg.OperationalError-connection-refused",
-        marks=pytest.mark.xfail(strict=True, reason=WRONG_DRIVER_REFUSED),
-    ),
-    pytest.param(
-        redis_refused,
-        True,
-        id="redis.ConnectionError-connection-refused",
-        marks=pytest.mark.xfail(strict=True, reason=WRONG_DRIVER_REFUSED),
-    ),
-    pytest.param(given(ValueError("embedding has 12 dimensions, not 384")), False, id="ValueError"),
-    pytest.param(missing_key("text"), False, id="KeyError"),
-    pytest.param(
-        bad_socket_timeout,
-        False,
-        id="ValueError-timeout-value-out-of-range",
-        marks=pytest.mark.xfail(strict=True, reason=WRONG_BY_TEXT),
-    ),
-    pytest.param(
-        missing_key("timeout"),
-        False,
-        id="KeyError-timeout",
-        marks=pytest.mark.xfail(strict=True, reason=WRONG_BY_TEXT),
-    ),
+    pytest.param(socket_timeout, T, id="TimeoutError-socket-recv"),
+    pytest.param(connection_reset, T, id="ConnectionResetError-socket-rst"),
+    pytest.param(connection_refused, T, id="ConnectionRefusedError-closed-port"),
+    pytest.param(given(OSError(errno.ETIMEDOUT, "Connection timed out")), T, id="ETIMEDOUT"),
+    pytest.param(file_not_found, DOC, id="FileNotFoundError"),
+    pytest.param(apsw_busy, T, id="apsw.BusyError-locked-file"),
+    pytest.param(sqlite3_locked, T, id="sqlite3.OperationalError-database-is-locked"),
+    pytest.param(django_locked, T, id="django.OperationalError-database-is-locked"),
+    pytest.param(psycopg_refused, T, id="psycopg.OperationalError-connection-refused"),
+    pytest.param(redis_refused, T, id="redis.ConnectionError-connection-refused"),
+    pytest.param(given(ValueError("embedding has 12 dimensions, not 384")), DOC, id="ValueError"),
+    pytest.param(missing_key("text"), DOC, id="KeyError"),
+    pytest.param(bad_socket_timeout, DOC, id="ValueError-timeout-value-out-of-range"),
+    pytest.param(missing_key("timeout"), DOC, id="KeyError-timeout"),
+    # Errors of the store, disk or database as a whole: no document is to blame.
+    pytest.param(apsw_full, STORE, id="apsw.FullError-max-page-count"),
+    pytest.param(django_full, STORE, id="django.OperationalError-database-or-disk-is-full"),
+    pytest.param(given(OSError(errno.ENOSPC, "No space left on device")), STORE, id="ENOSPC"),
+    pytest.param(given(OSError(errno.EDQUOT, "Disk quota exceeded")), STORE, id="EDQUOT"),
+    pytest.param(apsw_read_only, STORE, id="apsw.ReadOnlyError-read-only-file"),
+    pytest.param(sqlite3_read_only, STORE, id="sqlite3.OperationalError-readonly-database"),
+    pytest.param(given(OSError(errno.EROFS, "Read-only file system")), STORE, id="EROFS"),
+    pytest.param(given(PermissionError(errno.EACCES, "Permission denied")), STORE, id="EACCES"),
+    pytest.param(apsw_no_such_table, STORE, id="apsw.SQLError-no-such-table"),
+    pytest.param(psycopg_no_such_table, STORE, id="psycopg.UndefinedTable"),
+    pytest.param(apsw_not_a_database, STORE, id="apsw.NotADBError-garbage-file"),
+    pytest.param(apsw_malformed, STORE, id="apsw.CorruptError-malformed-page"),
 ]
 
 
-@pytest.mark.parametrize(("make_error", "transient"), CASES)
-def test_is_transient__classifies_real_errors(
+@pytest.mark.parametrize(("make_error", "kind"), CASES)
+def test_classify__sorts_real_errors_into_transient_store_wide_and_document(
     make_error: Callable[[Path], BaseException],
-    transient: bool,
+    kind: ErrorKind,
     tmp_path: Path,
     django_db_blocker: DjangoDbBlocker,
 ) -> None:
-    with django_db_blocker.unblock():  # only django_locked connects, to its own file
+    with django_db_blocker.unblock():  # only the django_* cases connect, each to its own file
         exc = make_error(tmp_path)
-    assert is_transient(exc) is transient, f"{type(exc).__name__}: {exc}"
+    assert classify(exc) is kind, f"{type(exc).__name__}: {exc}"
+    assert is_transient(exc) is (kind is ErrorKind.TRANSIENT)
+    assert is_store_fatal(exc) is (kind is ErrorKind.STORE)
+
+
+@pytest.mark.parametrize(
+    ("make_error", "cause"),
+    [
+        (apsw_full, "disk full"),
+        (django_full, "disk full"),
+        (apsw_read_only, "read only"),
+        (apsw_no_such_table, "no such table"),
+        (apsw_malformed, "corrupt file"),
+    ],
+)
+def test_describe_fault__names_the_cause_then_the_original_error(
+    make_error: Callable[[Path], BaseException],
+    cause: str,
+    tmp_path: Path,
+    django_db_blocker: DjangoDbBlocker,
+) -> None:
+    with django_db_blocker.unblock():
+        exc = make_error(tmp_path)
+    assert describe_fault(exc) == f"{cause} ({type(exc).__name__}: {exc})"

@@ -154,7 +154,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{row['id']:>5}  {row['status']:<10} {row['progress'] * 100:5.1f}%  "
                 f"{row['processed_docs']}/{total} processed, {row['failed_docs']} failed  "
-                f"{row['name']}" + (f"  [{row['error']}]" if row["error"] else "")
+                f"{row['name']}"
+                + (f"  [{row['error']}]" if row["error"] else "")
+                + (_last_error(row) if row["status"] in ("pending", "running") else "")
             )
 
     def do_cancel(self, *, job_id: int, **_: Any) -> None:
@@ -183,6 +185,13 @@ class Command(BaseCommand):
         # The raw stream, not Django's OutputWrapper: the wrapper appends a newline to every write,
         # which would turn rich's in-place redraws into a scroll of half-drawn bars on a terminal.
         watch_job(get_job(job_id), cast(TextIO, self.stdout._out))
+
+
+def _last_error(row: dict[str, Any]) -> str:
+    """What a job still going on met last, so a stuck one tells its story."""
+    if not row["last_error"]:
+        return ""
+    return f"  [last error at {row['last_error_at']}: {row['last_error']}]"
 
 
 def _dumps(value: Any) -> str:
