@@ -289,6 +289,27 @@ def apsw_malformed(tmp_path: Path) -> BaseException:
     return exc
 
 
+def sqlite_vec_busy(tmp_path: Path) -> BaseException:
+    """A real sqlite-vec store writing while another writer holds the file's lock."""
+    from reindexer.documents import Document
+    from reindexer.embedders import open_embedder
+    from reindexer.stores.sqlite_vec import SqliteVecStore
+
+    store = SqliteVecStore(tmp_path / "busy.sqlite-vec", 384)
+    try:
+        store._conn.set_busy_timeout(0)  # fail at once rather than wait out the lock
+        docs = [Document("a", "text", {})]
+        vectors = open_embedder("hashing").embed(["text"])
+        holder = apsw.Connection(str(tmp_path / "busy.sqlite-vec"))
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            return raised(lambda: store.upsert(docs, vectors))
+        finally:
+            holder.close()
+    finally:
+        store.close()
+
+
 T = ErrorKind.TRANSIENT
 STORE = ErrorKind.STORE
 DOC = ErrorKind.DOCUMENT
@@ -305,6 +326,7 @@ CASES = [
     pytest.param(given(OSError(errno.ETIMEDOUT, "Connection timed out")), T, id="ETIMEDOUT"),
     pytest.param(file_not_found, DOC, id="FileNotFoundError"),
     pytest.param(apsw_busy, T, id="apsw.BusyError-locked-file"),
+    pytest.param(sqlite_vec_busy, T, id="sqlite-vec-store-locked-by-another-writer"),
     pytest.param(sqlite3_locked, T, id="sqlite3.OperationalError-database-is-locked"),
     pytest.param(django_locked, T, id="django.OperationalError-database-is-locked"),
     pytest.param(psycopg_refused, T, id="psycopg.OperationalError-connection-refused"),
