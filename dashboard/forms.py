@@ -80,7 +80,16 @@ def _form_field(name: str, info: FieldInfo) -> forms.Field:
         attrs = {"min": low, "max": high, **({"step": "any"} if info.annotation is float else {})}
         field_class = forms.IntegerField if info.annotation is int else forms.FloatField
         return field_class(widget=forms.NumberInput(attrs=attrs), **options)
-    return forms.CharField(widget=forms.TextInput(attrs=_WIDGET_ATTRS.get(name, {})), **options)
+    # The length is checked here too, before the spec's validators see an oversized value; in
+    # the spec's words. The browser gets it as the input's maxlength.
+    longest = specs.max_length(name)
+    messages = {"max_length": f"{name} must be at most {longest} characters"}
+    return forms.CharField(
+        widget=forms.TextInput(attrs=_WIDGET_ATTRS.get(name, {})),
+        max_length=longest,
+        error_messages=messages,
+        **options,
+    )
 
 
 class NewJobForm(forms.Form):

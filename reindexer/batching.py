@@ -125,43 +125,46 @@ class BatchWriter:
                 if vectors is None:
                     vectors = self.embedder.embed([doc.text for doc in docs])
                 self.store.upsert(docs, vectors)
-            except Exception as exc:
-                kind = classify(exc)
-                if kind is ErrorKind.STORE:
-                    raise StoreFailed(exc, where=_path_of(self.store)) from exc
-                transient = kind is ErrorKind.TRANSIENT
-                if transient:
-                    self._consecutive_transient += 1
-                    if self._consecutive_transient >= self.policy.breaker_threshold:
-                        raise StoreUnreachable(
-                            f"{self._consecutive_transient} transient failures in a row, "
-                            f"last: {type(exc).__name__}: {exc}"
-                        ) from exc
-                    if attempts <= self.policy.max_retries:
-                        outcome.retries += 1
-                        outcome.last_retried_error = f"{type(exc).__name__}: {exc}"
-                        self._sleep(self.policy.delay(attempts, self._rng))
-                        continue
-                if len(docs) == 1:
-                    outcome.failures.append(
-                        FailureRecord(
-                            [docs[0].id],
-                            type(exc).__name__,
-                            str(exc),
-                            traceback.format_exc(),
-                            attempts,
-                            transient,
-                        )
-                    )
-                    return
-                # Halve and retry each half, so the good documents are still written.
-                middle = len(docs) // 2
-                left = vectors[:middle] if vectors is not None else None
-                right = vectors[middle:] if vectors is not None else None
-                self._write_group(docs[:middle], left, outcome)
-                self._write_group(docs[middle:], right, outcome)
-                return
+            except Exception as caught:
+                exc = caught
             else:
                 self._consecutive_transient = 0
                 outcome.written += len(docs)
                 return
+            # Handled outside the `except`, so neither the record below nor the errors of the
+            # halves chain the error of every enclosing group ("During handling of ...").
+            kind = classify(exc)
+            if kind is ErrorKind.STORE:
+                raise StoreFailed(exc, where=_path_of(self.store)) from exc
+            transient = kind is ErrorKind.TRANSIENT
+            if transient:
+                self._consecutive_transient += 1
+                if self._consecutive_transient >= self.policy.breaker_threshold:
+                    raise StoreUnreachable(
+                        f"{self._consecutive_transient} transient failures in a row, "
+                        f"last: {type(exc).__name__}: {exc}"
+                    ) from exc
+                if attempts <= self.policy.max_retries:
+                    outcome.retries += 1
+                    outcome.last_retried_error = f"{type(exc).__name__}: {exc}"
+                    self._sleep(self.policy.delay(attempts, self._rng))
+                    continue
+            if len(docs) == 1:
+                outcome.failures.append(
+                    FailureRecord(
+                        [docs[0].id],
+                        type(exc).__name__,
+                        str(exc),
+                        "".join(traceback.format_exception(exc)),
+                        attempts,
+                        transient,
+                    )
+                )
+                return
+            # Halve and retry each half, so the good documents are still written.
+            middle = len(docs) // 2
+            left = vectors[:middle] if vectors is not None else None
+            right = vectors[middle:] if vectors is not None else None
+            self._write_group(docs[:middle], left, outcome)
+            self._write_group(docs[middle:], right, outcome)
+            return

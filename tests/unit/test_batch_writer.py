@@ -100,11 +100,6 @@ def test_write__poisoned_document_is_recorded_alone(make_store: MakeStore) -> No
     assert delays == [], "a permanent error is split at once, never retried"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the traceback is formatted inside the nested `except` blocks of the bisection, so it "
-    "chains the error of every enclosing half (16, 8, 4, 2) before the document's own",
-)
 def test_write__poisoned_document_traceback_holds_only_its_own_error(
     make_store: MakeStore,
 ) -> None:
