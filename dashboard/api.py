@@ -23,12 +23,20 @@ from dashboard.api_auth import behind_login, caller, operators, viewers
 from dashboard.api_errors import ApiError, JsonApi, JsonBodyParser, install_error_handlers
 from dashboard.api_schemas import FailureOut, JobOut, SpecBody, errors
 from reindexer import telemetry
-from reindexer.jobs import cancel_job, create_job, retry_failed
+from reindexer.jobs import cancel_job, create_job, force_cancel_job, retry_failed
 from reindexer.models import JobStatus, ReindexJob
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 1_000_000_000
+ForceFlag = Annotated[
+    bool,
+    params.Query(
+        False,
+        description="Cancel a running job whose lease expired, without its worker (409 while the"
+        " worker still renews the lease).",
+    ),
+]
 StatusFilter = Annotated[
     str, params.Query("", description="Only jobs in these states, separated by commas.")
 ]
@@ -157,10 +165,14 @@ def show_job(request: HttpRequest, job_id: int) -> ReindexJob:
     response={200: JobOut, **errors(400, 401, 403, 404, 409)},
     url_name="job-cancel",
 )
-def cancel(request: HttpRequest, job_id: int) -> ReindexJob:
-    """Cancel a pending job at once, or ask a running one to stop at its next batch."""
+def cancel(request: HttpRequest, job_id: int, force: ForceFlag = False) -> ReindexJob:
+    """Cancel a pending job at once, or ask a running one to stop at its next batch; with
+    `?force=true`, cancel a running job whose worker stopped responding."""
     job = _job(job_id)
-    cancel_job(job, user=caller(request))
+    if force:
+        force_cancel_job(job, user=caller(request))
+    else:
+        cancel_job(job, user=caller(request))
     return job
 
 

@@ -49,6 +49,9 @@ def _always_present(info: FieldInfo) -> FieldInfo:
 _FIGURES: dict[str, Any] = {
     "id": int,
     "status": Literal[tuple(JobStatus.values)],
+    "label": Annotated[
+        str, Field(description='The state as the dashboard names it, e.g. "completed with errors".')
+    ],
     "total_docs": int | None,
     "processed_docs": int,
     "failed_docs": int,

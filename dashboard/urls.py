@@ -9,6 +9,7 @@ urlpatterns = [
     path("jobs/create/", views.job_create, name="job-create"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:pk>/force-cancel/", views.job_force_cancel, name="job-force-cancel"),
     path("jobs/<int:pk>/retry-failed/", views.job_retry_failed, name="job-retry-failed"),
     path(
         "jobs/<int:pk>/failures/<int:failure_pk>/",

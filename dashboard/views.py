@@ -26,9 +26,10 @@ from dashboard.partials import job_context, render_flash, render_job_oob, timeli
 from dashboard.permissions import operate_action, page
 from reindexer import telemetry
 from reindexer.errors import SpecError
-from reindexer.jobs import cancel_job, create_job, retry_failed
+from reindexer.jobs import cancel_job, create_job, force_cancel_job, retry_failed
 from reindexer.models import BatchFailure, InvalidTransition, JobStatus, ReindexJob
 from reindexer.permissions import OPERATE, can_operate
+from reindexer.presenter import present
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -204,11 +205,33 @@ def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         cancel_job(job, user=_actor(request))
     except InvalidTransition as exc:
         return _conflict(request, job, str(exc))
-    message = (
-        f"Cancel requested for job #{job.pk}; its worker stops after the current batch."
-        if job.is_cancelling
-        else f"Job #{job.pk} cancelled."
-    )
+    return _done(request, job, _cancel_message(job))
+
+
+def _cancel_message(job: ReindexJob) -> str:
+    if not job.is_cancelling:
+        return f"Job #{job.pk} cancelled."
+    if present(job).stalled:
+        # Nobody will confirm the request: say so, and point at the way out.
+        return (
+            f"Cancel requested for job #{job.pk}, but its worker {job.worker} is not responding;"
+            " use Force cancel to stop the job without it."
+        )
+    return f"Cancel requested for job #{job.pk}; its worker stops after the current batch."
+
+
+@operate_action
+def job_force_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ReindexJob, pk=pk)
+    try:
+        force_cancel_job(job, user=_actor(request))
+    except InvalidTransition as exc:
+        return _conflict(request, job, str(exc))
+    return _done(request, job, f"Job #{job.pk} force-cancelled; its worker was not responding.")
+
+
+def _done(request: HtmxHttpRequest, job: ReindexJob, message: str) -> HttpResponse:
+    """The job's new state and a message, in place for htmx, or back to the page otherwise."""
     if request.htmx:
         return HttpResponse(render_job_oob(job, request) + render_flash(message))
     messages.success(request, message)

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from reindexer import telemetry
 from reindexer.errors import SpecError
-from reindexer.jobs import cancel_job, retry_failed
+from reindexer.jobs import cancel_job, force_cancel_job, retry_failed
 from reindexer.models import BATCH_COUNTERS, BatchFailure, InvalidTransition, JobEvent, ReindexJob
 from reindexer.permissions import can_operate
 from reindexer.presenter import present, status_label
@@ -89,6 +89,9 @@ class JobEventInline(_ReadOnlyMixin, _EventInline):
 
 @admin.register(ReindexJob)
 class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
     list_display = (
         "id",
         "name",
@@ -102,7 +105,7 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     list_filter = ("status", "store", "embedder")
     search_fields = ("name", "source", "collection", "worker")
     date_hierarchy = "created_at"
-    actions = ("cancel_jobs", "retry_failed_jobs")
+    actions = ("cancel_jobs", "force_cancel_jobs", "retry_failed_jobs")
     inlines = (JobEventInline, BatchFailureInline)
     fieldsets = (
         (None, {"fields": ("name", "status_display", "progress_display", "error")}),
@@ -183,6 +186,20 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
                 done += 1
         if done:
             self.message_user(request, f"Cancelled or asked to cancel {done} job(s).")
+
+    # Only running jobs whose lease expired; each other job gets its own error message.
+    @admin.action(description="Force cancel", permissions=["operate"])
+    def force_cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
+        done = 0
+        for job in queryset:
+            try:
+                force_cancel_job(job, user=_actor(request))
+            except InvalidTransition as exc:
+                self.message_user(request, f"#{job.pk}: {exc}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"Force-cancelled {done} job(s).")
 
     @admin.action(description="Retry failed", permissions=["operate"])
     def retry_failed_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from django.utils import timezone
 
+from reindexer import conf
 from reindexer.documents import MALFORMED_ERROR
 from reindexer.models import (
     BatchFailure,
@@ -61,6 +62,17 @@ def cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> Rein
     """Cancel a pending job, or request the cancel of a running one; raises InvalidTransition."""
     with transaction.atomic():
         job.request_cancel(actor_name(user))
+        announce(job.pk)
+    return job
+
+
+def force_cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
+    """Cancel a running job whose lease expired, with no worker to confirm it; raises
+    InvalidTransition while its worker still renews the lease."""
+    with transaction.atomic():
+        job.force_cancel(
+            actor_name(user), now=timezone.now(), lease_seconds=conf.get().lease_seconds
+        )
         announce(job.pk)
     return job
 

@@ -484,6 +484,41 @@ class ReindexJob(models.Model):
             self.log(EventKind.CANCEL_REQUESTED, actor)
             self.log(EventKind.CANCELLED, actor, "cancelled before it started")
 
+    def force_cancel(self, actor: str, *, now: datetime, lease_seconds: float) -> None:
+        """Cancel a running job whose worker stopped renewing its lease, without the worker.
+
+        Should that worker come back, its fenced writes raise LeaseLost: the token is cleared.
+        """
+        cutoff = now - timedelta(seconds=lease_seconds)
+        try:
+            with transaction.atomic():
+                self._transition(
+                    JobStatus.CANCELLED,
+                    where=Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff),
+                    finished_at=now,
+                    lease_token=None,
+                )
+                # The row as the UPDATE left it: the worker and its last beat are unchanged.
+                since = self.heartbeat_at.isoformat() if self.heartbeat_at else "?"
+                self.log(
+                    EventKind.CANCELLED,
+                    actor,
+                    f"force-cancelled: worker {self.worker or 'unknown'} not responding since "
+                    f"{since}",
+                )
+        except InvalidTransition:
+            self.refresh_from_db()
+            if self.status != JobStatus.RUNNING:
+                raise InvalidTransition(
+                    f"job {self.pk} cannot be force-cancelled: it is {self.status}; only a running"
+                    " job whose lease expired can be"
+                ) from None
+            age = self.heartbeat_age(now)
+            raise InvalidTransition(
+                f"job {self.pk} cannot be force-cancelled: its worker {self.worker} renewed its "
+                f"lease {age or 0:.0f}s ago (lease {lease_seconds:g}s) and still responds"
+            ) from None
+
     def confirm_cancel(self, token: uuid.UUID, actor: str) -> None:
         """The worker's acknowledgement of a cancel request, at a batch boundary."""
         self._finish(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from django.utils import timezone
 
 from reindexer import conf
+from reindexer.jobs import retryable_failures
 from reindexer.models import JobStatus, ReindexJob
 
 
@@ -62,7 +64,8 @@ class JobView:
 
     @property
     def eta(self) -> float | None:
-        return self.job.eta_seconds(self.now)
+        """Unknown while stalled: the rate since the start would keep counting down."""
+        return None if self.stalled else self.job.eta_seconds(self.now)
 
     @property
     def elapsed(self) -> float | None:
@@ -84,8 +87,20 @@ class JobView:
         return job.status in (JobStatus.PENDING, JobStatus.RUNNING) and not job.is_cancelling
 
     @property
+    def can_force_cancel(self) -> bool:
+        """A running job whose lease expired: no worker is left to confirm a cancel."""
+        return self.stalled
+
+    @cached_property
     def can_retry(self) -> bool:
-        return self.job.is_finished and self.job.failed_docs > 0
+        """Whether a retry would find failures to queue (malformed records never qualify).
+
+        The counters rule most jobs out; only a finished job with failures costs one EXISTS
+        query, and such a job is rarely pushed, since nothing changes it any more."""
+        job = self.job
+        if not (job.is_finished and job.failed_docs > 0):
+            return False
+        return retryable_failures(job).exists()
 
     @property
     def shows_last_error(self) -> bool:
@@ -102,6 +117,7 @@ class JobView:
             "id": job.pk,
             "name": job.name,
             "status": job.status,
+            "label": self.label,
             "total_docs": job.total_docs,
             "processed_docs": job.processed_docs,
             "failed_docs": job.failed_docs,

@@ -58,3 +58,13 @@ def verify_job(job: ReindexJob) -> dict[str, Any]:
         "duplicates": sum(1 for n in stored.values() if n > 1),
         "missing_sample": missing[:SAMPLE_SIZE],
     }
+
+
+def verify_problems(report: dict[str, Any]) -> str:
+    """What makes `report` fail, as one phrase ("3 missing, 1 duplicated"); empty if it passes."""
+    parts = []
+    if report["missing"]:
+        parts.append(f"{report['missing']} missing")
+    if report["duplicates"]:
+        parts.append(f"{report['duplicates']} duplicated")
+    return ", ".join(parts)

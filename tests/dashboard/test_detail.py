@@ -39,11 +39,14 @@ def test_detail__shows_progress_settings_and_timeline(viewer_client: Client, mak
     assert created.start() < claimed.start()
 
 
-def test_detail__operate_buttons_follow_the_state(operator_client: Client, make_job) -> None:
+def test_detail__operate_buttons_follow_the_state(
+    operator_client: Client, make_job, add_failure
+) -> None:
     running = operator_client.get(f"/jobs/{make_job(status='running').pk}/").content.decode()
     assert ">Cancel</button>" in running
     assert ">Retry failed</button>" not in running
     done = make_job(status="completed", processed=5, failed=1)
+    add_failure(done, doc_ids=["doc-1"])  # Retry failed needs a retryable failure, not a count
     finished = operator_client.get(f"/jobs/{done.pk}/").content.decode()
     assert ">Cancel</button>" not in finished
     assert ">Retry failed</button>" in finished

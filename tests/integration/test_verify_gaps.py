@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.stores import open_store
@@ -49,9 +49,16 @@ def delete_from_store(job: ReindexJob, ids: list[str]) -> None:
 
 
 def cli_verify(job: ReindexJob) -> dict[str, Any]:
+    """The command's report; it fails (exit 1) exactly when something is missing or duplicated."""
     out = StringIO()
-    call_command("reindex", "verify", str(job.pk), "--json", stdout=out)
+    try:
+        call_command("reindex", "verify", str(job.pk), "--json", stdout=out)
+    except CommandError:
+        failed = True
+    else:
+        failed = False
     report: dict[str, Any] = json.loads(out.getvalue())
+    assert failed == bool(report["missing"] or report["duplicates"])
     return report
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reindexer.models import JobStatus, ReindexJob
-from reindexer.presenter import JobView, status_label
+from reindexer.documents import MALFORMED_ERROR
+from reindexer.models import BatchFailure, JobStatus, ReindexJob
+from reindexer.presenter import JobView, present, status_label
 from tests.contracts import STATUS_FIELDS
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -89,8 +91,34 @@ def test_view__cancelling_job_offers_no_second_cancel() -> None:
     assert not view(cancel_requested_at=NOW).can_cancel
 
 
-def test_view__finished_job_with_failures_offers_retry() -> None:
-    assert view(status=JobStatus.FAILED, failed_docs=2).can_retry
+def add_failure(job: ReindexJob, error_type: str) -> BatchFailure:
+    return BatchFailure.objects.create(
+        job=job, batch_number=1, doc_ids=["doc-1"], error_type=error_type, message="bad"
+    )
+
+
+@pytest.mark.django_db
+def test_view__finished_job_with_a_retryable_failure_offers_retry(
+    make_job: Callable[..., ReindexJob],
+) -> None:
+    done = make_job(status=JobStatus.FAILED, processed=5, failed=2)
+    add_failure(done, "PermanentError")
+    assert present(done).can_retry
+
+
+@pytest.mark.django_db
+def test_view__finished_job_whose_failures_are_all_malformed_offers_no_retry(
+    make_job: Callable[..., ReindexJob],
+) -> None:
+    done = make_job(status=JobStatus.COMPLETED, processed=5, failed=2)
+    add_failure(done, MALFORMED_ERROR)
+    assert not present(done).can_retry
+
+
+def test_view__can_retry_is_decided_from_the_counters_without_a_query_when_nothing_failed() -> None:
+    # No database here: a query would raise.
+    assert not view(status=JobStatus.COMPLETED, failed_docs=0).can_retry
+    assert not view(failed_docs=3).can_retry  # running: nothing to retry yet
 
 
 def test_status__carries_the_design_fields_with_rounded_figures() -> None:
@@ -101,3 +129,24 @@ def test_status__carries_the_design_fields_with_rounded_figures() -> None:
     assert status["eta_seconds"] == 20.0  # 667 left at 33.3 a second
     assert status["heartbeat_at"] == (NOW - timedelta(seconds=2)).isoformat()
     assert status["finished_at"] is None
+
+
+def test_view__stalled_job_has_no_eta_in_any_surface() -> None:
+    v = view(heartbeat_at=NOW - timedelta(seconds=LEASE + 1))
+    assert v.job.eta_seconds(NOW) is not None  # the raw rate would still count down
+    assert (v.stalled, v.eta, v.as_status()["eta_seconds"]) == (True, None, None)
+
+
+def test_view__force_cancel_is_offered_only_once_the_lease_expired() -> None:
+    assert not view().can_force_cancel
+    assert view(heartbeat_at=NOW - timedelta(seconds=LEASE + 1)).can_force_cancel
+    stalled_cancelling = view(
+        heartbeat_at=NOW - timedelta(seconds=LEASE + 1), cancel_requested_at=NOW
+    )
+    assert stalled_cancelling.can_force_cancel and not stalled_cancelling.can_cancel
+
+
+def test_status__carries_the_dashboards_label() -> None:
+    status = view(status=JobStatus.COMPLETED, failed_docs=3).as_status()
+    assert (status["status"], status["label"]) == (JobStatus.COMPLETED, "completed with errors")
+    assert view(cancel_requested_at=NOW).as_status()["label"] == "cancelling"

@@ -11,11 +11,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reindexer import specs
 from reindexer.errors import ReindexerError
-from reindexer.jobs import cancel_job, create_job, retry_failed
+from reindexer.jobs import cancel_job, create_job, force_cancel_job, retry_failed
 from reindexer.models import InvalidTransition, ReindexJob
-from reindexer.presenter import job_status
+from reindexer.presenter import job_status, present
 from reindexer.specs import JobSpec
-from reindexer.verify import verify_job
+from reindexer.verify import verify_job, verify_problems
 from reindexer.watch import watch_job
 
 MAX_JOB_ID = 2**63 - 1
@@ -121,8 +121,17 @@ class Command(BaseCommand):
         status.add_argument("job_id", nargs="?", type=job_id)
         status.add_argument("--json", action="store_true")
 
+        cancel = actions.add_parser(
+            "cancel", help="cancel a pending job, or ask a running one to stop"
+        )
+        cancel.add_argument("job_id", type=job_id)
+        cancel.add_argument(
+            "--force",
+            action="store_true",
+            help="cancel a running job whose lease expired, without its worker",
+        )
+
         for name, text in [
-            ("cancel", "cancel a pending job, or ask a running one to stop"),
             ("retry-failed", "queue the documents of the unresolved failures"),
             ("watch", "a live progress bar until the job ends"),
         ]:
@@ -159,13 +168,21 @@ class Command(BaseCommand):
                 + (_last_error(row) if row["status"] in ("pending", "running") else "")
             )
 
-    def do_cancel(self, *, job_id: int, **_: Any) -> None:
+    def do_cancel(self, *, job_id: int, force: bool, **_: Any) -> None:
+        if force:
+            job = force_cancel_job(get_job(job_id))
+            self.stdout.write(f"job {job.pk}: force-cancelled")
+            return
         job = cancel_job(get_job(job_id))
-        done = (
-            "cancelled"
-            if job.status == "cancelled"
-            else "cancel requested; the worker stops at the next batch"
-        )
+        if job.status == "cancelled":
+            done = "cancelled"
+        elif present(job).stalled:
+            done = (
+                f"cancel requested, but its worker {job.worker} is not responding; "
+                f"use `reindex cancel --force {job.pk}`"
+            )
+        else:
+            done = "cancel requested; the worker stops at the next batch"
         self.stdout.write(f"job {job.pk}: {done}")
 
     def do_retry_failed(self, *, job_id: int, **_: Any) -> None:
@@ -180,6 +197,10 @@ class Command(BaseCommand):
         else:
             for key, value in report.items():
                 self.stdout.write(f"{key}: {value}")
+        # After the report, so that a script gets both the figures and an exit code to rely on.
+        problems = verify_problems(report)
+        if problems:
+            raise CommandError(f"job {job_id} does not verify: {problems}")
 
     def do_watch(self, *, job_id: int, **_: Any) -> None:
         # The raw stream, not Django's OutputWrapper: the wrapper appends a newline to every write,
