@@ -1,7 +1,9 @@
 """Websocket consumers pushing rendered job rows to the dashboard (htmx ws extension, out of band).
 
 A `job.progress` message carries only a job id: the consumer re-reads the row and renders the same
-partials the pages use, so a coalesced or lost message never leaves a stale figure on screen.
+partials the pages use, so a coalesced or lost message never leaves a stale figure on screen. Each
+socket sends only what its page shows (htmx logs an error for every element it cannot place): the
+list gets rows, a detail page its panels.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dashboard.live_status import (
     next_delay,
     render_live_status,
 )
-from dashboard.partials import render_job_push, render_jobs_refresh, render_timeline
+from dashboard.partials import render_detail_push, render_jobs_refresh, render_list_push
 from dashboard.relay import database_sync_to_async
 from reindexer.models import ReindexJob
 from reindexer.permissions import can_operate, can_view
@@ -118,7 +120,8 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         for job_id in ids:
             self._throttle.note_sent(job_id)
         if self._paused:
-            html = render_live_status(paused=True) + html
+            # A frame of its own: a <span> ahead of <tr> rows would make the parser drop the rows.
+            await self.send(text_data=render_live_status(paused=True))
             self._start_recovery()
         if html:
             await self.send(text_data=html)
@@ -240,7 +243,9 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             for job_id in ids:
                 self._throttle.note_sent(job_id)
             logger.info("channel layer back; live updates resumed")
-            await self.send(text_data=render_live_status(paused=False) + html)
+            await self.send(text_data=render_live_status(paused=False))
+            if html:
+                await self.send(text_data=html)
             return
 
     # -- messages ----------------------------------------------------------------------------
@@ -270,7 +275,7 @@ class _JobPushConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     # -- database ----------------------------------------------------------------------------
 
     def render(self, job: ReindexJob) -> str:
-        return render_job_push(job, can_operate=self._can_operate)
+        raise NotImplementedError
 
     @database_sync_to_async
     def _permissions(self, user: Any) -> tuple[bool, bool]:
@@ -311,13 +316,17 @@ class JobsConsumer(_JobPushConsumer):
         return list(jobs.values_list("pk", flat=True)[:INITIAL_ACTIVE_LIMIT])
 
     def render(self, job: ReindexJob) -> str:
-        html = super().render(job)
+        row, refresh = self._row_and_refresh(job)
+        return row + render_jobs_refresh() if refresh else row
+
+    def _row_and_refresh(self, job: ReindexJob) -> tuple[str, bool]:
+        """The job's row, and whether the page must re-fetch its panel."""
         known = self._statuses.get(job.pk)
         self._statuses[job.pk] = job.status
-        appeared = known is None and self._connected
-        if appeared or (known is not None and known != job.status):
-            html += render_jobs_refresh()
-        return html
+        if known is None and self._connected:
+            # Not on the page yet (htmx would find no row to replace): the refresh brings it.
+            return "", True
+        return render_list_push(job, can_operate=self._can_operate), known not in (None, job.status)
 
     @database_sync_to_async
     def _recent_jobs(self) -> tuple[list[int], str]:
@@ -328,13 +337,26 @@ class JobsConsumer(_JobPushConsumer):
             ]
         )
         jobs = active + recent
-        html = "".join(self.render(job) for job in jobs)
+        parts = [self._row_and_refresh(job) for job in jobs]
+        # Rows first, and one refresh after them: a <div> ahead of <tr> rows would make the
+        # browser's parser drop the rows (htmx then finds their cells, without ids, at the top).
+        html = "".join(row for row, _ in parts)
+        if any(refresh for _, refresh in parts):
+            html += render_jobs_refresh()
         self._connected = True  # from now on, a job not rendered yet is new to this page
         return [job.pk for job in jobs], html
 
 
 class JobConsumer(_JobPushConsumer):
-    """`ws/jobs/<id>/`: one job, for its detail page."""
+    """`ws/jobs/<id>/`: one job, for its detail page: every panel, so that it equals a reload.
+
+    The progress block goes every time (its ages tick); the other panels only when they changed,
+    so a user who paged through the failures stays there until a new failure arrives.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sent: dict[str, str] = {}
 
     @property
     def job_id(self) -> int:
@@ -364,4 +386,14 @@ class JobConsumer(_JobPushConsumer):
         return ([self.job_id], html) if html else ([], "")
 
     def render(self, job: ReindexJob) -> str:
-        return super().render(job) + render_timeline(job, oob=True)
+        push = render_detail_push(job, can_operate=self._can_operate)
+        html = push.progress
+        for name, panel in (
+            ("settings", push.settings),
+            ("timeline", push.timeline),
+            ("failures", push.failures),
+        ):
+            if self._sent.get(name) != panel:
+                self._sent[name] = panel
+                html += panel
+        return html

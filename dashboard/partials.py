@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve
 
 from reindexer.models import JobEvent, ReindexJob
 from reindexer.permissions import can_operate
@@ -19,6 +22,9 @@ from reindexer.presenter import JobView, present
 
 # A job's timeline is short (a handful of events per claim); the cap guards the pathological case.
 EVENTS_LIMIT = 500
+# The detail page's failures per page; dashboard.views paginates with the same figure.
+FAILURES_PAGE_SIZE = 20
+FAILURES_PAGE_PARAM = "fpage"
 
 Ops = Literal["shown", "gated", ""]
 
@@ -56,9 +62,41 @@ def render_progress(
     return render_to_string("dashboard/_job_progress.html", ctx, request=request)
 
 
+def render_list_push(job: ReindexJob, *, can_operate: bool | None = None) -> str:
+    """What the jobs list shows of a job, for its socket: the row, out of band."""
+    ctx = {"r": job_context(job, can_operate=can_operate), "oob": True}
+    return render_to_string("dashboard/_job_row.html", ctx)
+
+
+@dataclass(frozen=True)
+class DetailPush:
+    """A detail page's panels, rendered apart so that a socket can skip the unchanged ones."""
+
+    progress: str
+    settings: str
+    timeline: str
+    failures: str
+
+    def html(self) -> str:
+        return self.progress + self.settings + self.timeline + self.failures
+
+
+def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> DetailPush:
+    """Every live panel of the job's detail page, out of band, as a reload shows them (the failures
+    on their first page: the page's own pagination does not change its URL)."""
+    ctx = {"r": job_context(job, can_operate=can_operate), "oob": True}
+    return DetailPush(
+        progress=render_to_string("dashboard/_job_progress.html", ctx),
+        settings=render_settings(job, oob=True),
+        timeline=render_timeline(job, oob=True),
+        failures=render_failures_panel(job, oob=True),
+    )
+
+
 def render_job_push(job: ReindexJob, *, can_operate: bool | None = None) -> str:
-    """HTML for a websocket push: top-level elements with ids and hx-swap-oob, for the row in the
-    jobs list and the progress block on the job's detail page (the browser ignores absent ids).
+    """The row and the progress block together, top-level elements with ids and hx-swap-oob. The
+    sockets send each page only its own (render_list_push, render_detail_push): htmx logs an
+    error for every element whose id the page lacks.
 
     A consumer that knows its user may pass `can_operate`; by default the buttons are gated."""
     ctx = {"r": job_context(job, can_operate=can_operate), "oob": True}
@@ -80,9 +118,58 @@ def render_timeline(job: ReindexJob, *, oob: bool = False) -> str:
     return render_to_string("dashboard/_job_timeline.html", ctx)
 
 
+def render_settings(job: ReindexJob, *, oob: bool = False) -> str:
+    """The detail page's settings and dates (id `job-settings-<id>`)."""
+    return render_to_string("dashboard/_job_settings.html", {"job": job, "oob": oob})
+
+
+def failures_page(job: ReindexJob, number: str | int | None = 1) -> Page[Any]:
+    """One page of the job's failures, newest rows as the model orders them; the traceback is only
+    read when a failure is opened."""
+    return Paginator(job.failures.defer("traceback"), FAILURES_PAGE_SIZE).get_page(number)
+
+
+def failure_page_links(page: Page[Any]) -> dict[str, str | None]:
+    def link(number: int) -> str:
+        return f"?{FAILURES_PAGE_PARAM}={number}"
+
+    return {
+        "prev": link(page.previous_page_number()) if page.has_previous() else None,
+        "next": link(page.next_page_number()) if page.has_next() else None,
+    }
+
+
+def render_failures_panel(job: ReindexJob, *, oob: bool = False) -> str:
+    """The detail page's failures card (id `job-failures-<id>`), on its first page."""
+    failures = failures_page(job)
+    ctx = {"job": job, "failures": failures, "failure_links": failure_page_links(failures)}
+    return render_to_string("dashboard/job_detail.html#failures-panel", {**ctx, "oob": oob})
+
+
 def render_job_oob(job: ReindexJob, request: HttpRequest) -> str:
-    """Like a push, but for an htmx response to this user (buttons as their permission allows)."""
-    return render_row(job, request, oob=True) + render_progress(job, request, oob=True)
+    """Like a push, but for an htmx response to this user (buttons as their permission allows),
+    with only what the page the request came from shows (htmx reports an absent target)."""
+    if _on_detail_page(request, job):
+        # Not the failures: an action adds none, and a push would reset the user's failures page.
+        return (
+            render_progress(job, request, oob=True)
+            + render_settings(job, oob=True)
+            + render_timeline(job, oob=True)
+        )
+    return render_row(job, request, oob=True)
+
+
+def _on_detail_page(request: HttpRequest, job: ReindexJob) -> bool:
+    # HX-Current-URL, when it is this site's (django-htmx checks the origin).
+    details = getattr(request, "htmx", None)
+    url = details.current_url_abs_path if details else None
+    if not url:
+        return False
+    try:
+        match = resolve(urlsplit(url).path)
+    except Resolver404:
+        return False
+    return match.view_name == "dashboard:job-detail" and match.kwargs.get("pk") == job.pk
 
 
 def render_jobs_refresh() -> str:

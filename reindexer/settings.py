@@ -58,6 +58,9 @@ INSTALLED_APPS = [
     "axes",
 ]
 
+# A job spec is a few kB; a bigger body is refused (400) before anything parses it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -147,6 +150,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The dashboard's time format, in the admin too. The "en" locale's own formats would win over
+# DATETIME_FORMAT, so the override lives in a format module; these cover any other language.
+FORMAT_MODULE_PATH = ["reindexer.formats"]
+DATETIME_FORMAT = SHORT_DATETIME_FORMAT = "Y-m-d H:i:s T"
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

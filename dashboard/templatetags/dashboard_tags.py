@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django import template
+from django.utils import timezone
 
 register = template.Library()
 
@@ -46,3 +49,15 @@ def rate(per_second: float | None) -> str:
 def count(value: int | None) -> str:
     """Thousands separated, or '?' when unknown (a source whose size is not known yet)."""
     return "?" if value is None else f"{value:,}"
+
+
+@register.inclusion_tag("dashboard/_time.html")
+def timestamp(value: datetime | None, empty: str = DASH) -> dict[str, str]:
+    """A <time> in UTC, labelled; static/js/localtime.js rewrites it to the browser's zone."""
+    if value is None:
+        return {"empty": empty}
+    moment = value.astimezone(UTC) if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+    return {
+        "iso": moment.isoformat(timespec="seconds"),
+        "text": moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }

@@ -42,18 +42,36 @@ def test_cancel__twice_is_409_with_a_readable_message(operator_client: Client, m
     assert f"job {job.pk} cannot be cancelled: it is cancelled" in response.content.decode()
 
 
-def test_cancel__htmx_returns_the_partials_out_of_band(operator_client: Client, make_job) -> None:
+def test_cancel__htmx_from_the_list_returns_the_row_out_of_band(
+    operator_client: Client, make_job
+) -> None:
     job = make_job(status="running")
-    response = operator_client.post(f"/jobs/{job.pk}/cancel/", headers=HTMX)
+    headers = {**HTMX, "HX-Current-URL": "http://testserver/"}
+    response = operator_client.post(f"/jobs/{job.pk}/cancel/", headers=headers)
     assert response.status_code == 200
     html = response.content.decode()
     assert f'<tr id="job-row-{job.pk}"' in html
-    assert f'<section id="job-progress-{job.pk}"' in html
-    assert html.count('hx-swap-oob="true"') == 3  # row, progress block, message
+    assert f'id="job-progress-{job.pk}"' not in html  # the list has no progress block
+    assert html.count('hx-swap-oob="true"') == 2  # row, message
     assert ">cancelling<" in html
     assert "stops after the current batch" in html
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING and job.cancel_requested_at is not None
+
+
+def test_cancel__htmx_from_the_detail_page_returns_its_panels_out_of_band(
+    operator_client: Client, make_job
+) -> None:
+    job = make_job(status="running")
+    headers = {**HTMX, "HX-Current-URL": f"http://testserver/jobs/{job.pk}/"}
+    response = operator_client.post(f"/jobs/{job.pk}/cancel/", headers=headers)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f'<section id="job-progress-{job.pk}"' in html
+    assert f'id="job-timeline-{job.pk}"' in html
+    assert f"job-row-{job.pk}" not in html  # the detail page has no row
+    assert ">cancelling<" in html
+    assert "stops after the current batch" in html
 
 
 def test_cancel__htmx_conflict_is_a_409_fragment(operator_client: Client, make_job) -> None:

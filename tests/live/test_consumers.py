@@ -48,9 +48,11 @@ def set_processed(job_id: int, processed: int) -> None:
 
 
 def progress_of(frame: str, job_id: int) -> int:
-    """aria-valuenow of the job's row in a pushed frame."""
-    row = re.search(rf'<tr id="job-row-{job_id}"[^>]*>.*?</tr>', frame, re.S)
-    assert row, f"no row of job {job_id} in {frame!r}"
+    """aria-valuenow of the job's row (list) or progress block (detail) in a pushed frame."""
+    row = re.search(rf'<tr id="job-row-{job_id}"[^>]*>.*?</tr>', frame, re.S) or re.search(
+        rf'<section id="job-progress-{job_id}"[^>]*>.*?</section>', frame, re.S
+    )
+    assert row, f"no row or progress block of job {job_id} in {frame!r}"
     value = re.search(r'aria-valuenow="(\d+)"', row.group(0))
     assert value
     return int(value.group(1))
@@ -126,7 +128,7 @@ async def test_list_socket__sends_active_and_recent_jobs_at_once(
     frame = await communicator.receive_from(timeout=2)
     for job_id in (pending, running, done):
         assert f'id="job-row-{job_id}"' in frame
-        assert f'id="job-progress-{job_id}"' in frame
+        assert f'id="job-progress-{job_id}"' not in frame  # the list has no progress blocks
     assert 'hx-swap-oob="true"' in frame
     assert progress_of(frame, running) == 40
     assert await communicator.receive_nothing(timeout=0.3)
@@ -166,10 +168,13 @@ async def test_group_message__pushes_the_rendered_row_out_of_band(
     await group_send(JOBS_GROUP, job_id)
     await group_send(job_group(job_id), job_id)
 
-    for communicator in (listing, detail):
-        frame = await communicator.receive_from(timeout=2)
-        assert f'id="job-row-{job_id}"' in frame
-        assert re.search(rf'<section id="job-progress-{job_id}"[^>]*hx-swap-oob="true"', frame)
+    row = await listing.receive_from(timeout=2)
+    assert re.search(rf'<tr id="job-row-{job_id}"[^>]*hx-swap-oob="true"', row)
+    assert "job-progress-" not in row
+    block = await detail.receive_from(timeout=2)
+    assert re.search(rf'<section id="job-progress-{job_id}"[^>]*hx-swap-oob="true"', block)
+    assert "job-row-" not in block
+    for frame in (row, block):
         assert progress_of(frame, job_id) == 30
 
 
