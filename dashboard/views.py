@@ -6,6 +6,7 @@ forms keep working without JavaScript.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -198,14 +199,24 @@ def failure_detail(request: HtmxHttpRequest, pk: int, failure_pk: int) -> HttpRe
 # -- operating a job -------------------------------------------------------------------------
 
 
-@operate_action
-def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def _operate(
+    request: HtmxHttpRequest,
+    pk: int,
+    act: Callable[..., object],
+    message: Callable[[ReindexJob], str],
+) -> HttpResponse:
+    """Apply `act` to the job; its refusal is a 409 with the reason, its success a message."""
     job = get_object_or_404(ReindexJob, pk=pk)
     try:
-        cancel_job(job, user=_actor(request))
+        act(job, user=_actor(request))
     except InvalidTransition as exc:
         return _conflict(request, job, str(exc))
-    return _done(request, job, _cancel_message(job))
+    return _done(request, job, message(job))
+
+
+@operate_action
+def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return _operate(request, pk, cancel_job, _cancel_message)
 
 
 def _cancel_message(job: ReindexJob) -> str:
@@ -222,12 +233,12 @@ def _cancel_message(job: ReindexJob) -> str:
 
 @operate_action
 def job_force_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(ReindexJob, pk=pk)
-    try:
-        force_cancel_job(job, user=_actor(request))
-    except InvalidTransition as exc:
-        return _conflict(request, job, str(exc))
-    return _done(request, job, f"Job #{job.pk} force-cancelled; its worker was not responding.")
+    return _operate(
+        request,
+        pk,
+        force_cancel_job,
+        lambda job: f"Job #{job.pk} force-cancelled; its worker was not responding.",
+    )
 
 
 def _done(request: HtmxHttpRequest, job: ReindexJob, message: str) -> HttpResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -174,32 +175,33 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
         total = "?" if obj.total_docs is None else f"{obj.total_docs:,}"
         return f"{present(obj).percent}% ({obj.processed_docs:,} / {total})"
 
-    @admin.action(description="Cancel", permissions=["operate"])
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
+    def _each(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[ReindexJob],
+        act: Callable[..., object],
+        done_message: str,
+    ) -> None:
+        """Apply `act` to each job; every refusal gets its own message, the successes one."""
         done = 0
         for job in queryset:
             try:
-                cancel_job(job, user=_actor(request))
+                act(job, user=_actor(request))
             except InvalidTransition as exc:
                 self.message_user(request, f"#{job.pk}: {exc}", messages.ERROR)
             else:
                 done += 1
         if done:
-            self.message_user(request, f"Cancelled or asked to cancel {done} job(s).")
+            self.message_user(request, done_message.format(done))
+
+    @admin.action(description="Cancel", permissions=["operate"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
+        self._each(request, queryset, cancel_job, "Cancelled or asked to cancel {} job(s).")
 
     # Only running jobs whose lease expired; each other job gets its own error message.
     @admin.action(description="Force cancel", permissions=["operate"])
     def force_cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
-        done = 0
-        for job in queryset:
-            try:
-                force_cancel_job(job, user=_actor(request))
-            except InvalidTransition as exc:
-                self.message_user(request, f"#{job.pk}: {exc}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"Force-cancelled {done} job(s).")
+        self._each(request, queryset, force_cancel_job, "Force-cancelled {} job(s).")
 
     @admin.action(description="Retry failed", permissions=["operate"])
     def retry_failed_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
