@@ -337,12 +337,11 @@ class JobsConsumer(_JobPushConsumer):
             ]
         )
         jobs = active + recent
-        parts = [self._row_and_refresh(job) for job in jobs]
-        # Rows first, and one refresh after them: a <div> ahead of <tr> rows would make the
-        # browser's parser drop the rows (htmx then finds their cells, without ids, at the top).
-        html = "".join(row for row, _ in parts)
-        if any(refresh for _, refresh in parts):
-            html += render_jobs_refresh()
+        for job in jobs:
+            self._statuses[job.pk] = job.status
+        # Not the rows: the page was rendered before this socket opened, and a job queued in
+        # between has no row there to replace. The panel, fetched again, is the catch-up.
+        html = render_jobs_refresh() if jobs else ""
         self._connected = True  # from now on, a job not rendered yet is new to this page
         return [job.pk for job in jobs], html
 

@@ -116,21 +116,34 @@ async def test_unknown_job__socket_is_closed(open_socket: Connect, viewer_cookie
 # -- the current state on (re)connect ---------------------------------------------------------
 
 
-async def test_list_socket__sends_active_and_recent_jobs_at_once(
+async def test_list_socket__catches_up_on_connect_by_refreshing_the_panel(
     open_socket: Connect, viewer_cookie: bytes
 ) -> None:
-    pending = await make_job("queued")
+    # The page was rendered before its socket opened: a job queued in between has no row there,
+    # so the first frame asks the page to fetch its panel again rather than send rows blindly.
+    await make_job("queued")
     running = await make_job("busy", JobStatus.RUNNING, processed=40)
-    done = await make_job("done", JobStatus.COMPLETED, processed=100)
     communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
     connected, _ = await communicator.connect()
     assert connected
     frame = await communicator.receive_from(timeout=2)
-    for job_id in (pending, running, done):
-        assert f'id="job-row-{job_id}"' in frame
-        assert f'id="job-progress-{job_id}"' not in frame  # the list has no progress blocks
-    assert 'hx-swap-oob="true"' in frame
-    assert progress_of(frame, running) == 40
+    assert 'id="jobs-refresh"' in frame and 'hx-trigger="load"' in frame
+    assert "job-row-" not in frame
+    assert await communicator.receive_nothing(timeout=0.3)
+    # The jobs it counted as shown then get their rows pushed, not another refresh.
+    await set_processed(running, 55)
+    await group_send(JOBS_GROUP, running)
+    pushed = await communicator.receive_from(timeout=5)
+    assert progress_of(pushed, running) == 55
+    assert 'id="jobs-refresh"' not in pushed
+
+
+async def test_list_socket__with_no_jobs_sends_nothing_on_connect(
+    open_socket: Connect, viewer_cookie: bytes
+) -> None:
+    communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
+    connected, _ = await communicator.connect()
+    assert connected
     assert await communicator.receive_nothing(timeout=0.3)
 
 

@@ -38,7 +38,7 @@ async def test_list_socket__job_queued_elsewhere__asks_the_page_to_refresh_its_p
     communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
     assert (await communicator.connect())[0]
     initial = await communicator.receive_from(timeout=2)
-    assert REFRESH not in initial
+    assert REFRESH in initial  # the catch-up on connect: the page fetches its panel again
 
     newcomer = await make_job("queued from the command line")
     await get_channel_layer().group_send(JOBS_GROUP, progress_message(newcomer))

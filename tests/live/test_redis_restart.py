@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from dashboard.relay import database_sync_to_async
 from reindexer.models import JobStatus, ReindexJob
-from reindexer.progress import job_group, progress_message
+from reindexer.progress import JOBS_GROUP, job_group, progress_message
 from tests.browser.servers import RedisServer, own_redis
 from tests.live.conftest import Connect
 
@@ -160,15 +160,20 @@ async def test_the_jobs_list_socket__also_pauses_and_resumes_across_a_redis_rest
     communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
     connected, _ = await communicator.connect(timeout=DEADLINE)
     assert connected
-    assert f"job-row-{job_id}" in await communicator.receive_from(timeout=DEADLINE)
+    assert 'id="jobs-refresh"' in await communicator.receive_from(timeout=DEADLINE)
 
     own_layer.stop()
     await frame_with(communicator, PAUSED)
     await set_processed(job_id, 50)
     await asyncio.to_thread(own_layer.start)
+    # The catch-up of a list is a fresh panel (the refresh loader), then pushes follow again.
     resumed = await status_then_state(communicator, LIVE)
-    row = re.search(rf'<tr id="job-row-{job_id}".*?</tr>', resumed, re.S)
-    assert row and 'aria-valuenow="50"' in row.group(0)
+    assert 'id="jobs-refresh"' in resumed
+    await set_processed(job_id, 60)
+    await get_channel_layer().group_send(JOBS_GROUP, progress_message(job_id))
+    pushed = await frame_with(communicator, f'id="job-row-{job_id}"')
+    row = re.search(rf'<tr id="job-row-{job_id}".*?</tr>', pushed, re.S)
+    assert row and 'aria-valuenow="60"' in row.group(0)
 
 
 async def test_a_socket_opened_right_after_redis_returns__is_accepted_and_gets_pushes(
