@@ -23,7 +23,14 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
 from dashboard.forms import NewJobForm
-from dashboard.partials import job_context, render_flash, render_job_oob, timeline_events
+from dashboard.partials import (
+    failure_page_links,
+    failures_page,
+    job_context,
+    render_flash,
+    render_job_oob,
+    timeline_events,
+)
 from dashboard.permissions import operate_action, page
 from reindexer import telemetry
 from reindexer.errors import SpecError
@@ -40,7 +47,6 @@ class HtmxHttpRequest(HttpRequest):
 
 
 PAGE_SIZE = 25
-FAILURES_PAGE_SIZE = 20
 
 
 def _htmx_target(request: HtmxHttpRequest) -> str | None:
@@ -167,22 +173,17 @@ def job_create(request: HtmxHttpRequest) -> HttpResponse:
 @vary_on_headers("HX-Request", "HX-Target")
 def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ReindexJob.objects.select_related("created_by", "retry_of"), pk=pk)
-    # The traceback is only read when a failure is opened.
-    failures = Paginator(job.failures.defer("traceback"), FAILURES_PAGE_SIZE).get_page(
-        request.GET.get("fpage")
-    )
+    failures = failures_page(job, request.GET.get("fpage"))
     context: dict[str, Any] = {
         "job": job,
         "failures": failures,
-        "failure_links": _page_links(failures, "", "fpage"),
+        "failure_links": failure_page_links(failures),
     }
     if _htmx_target(request) == "failures":
         return render(request, "dashboard/_failures.html", context)
     context.update(
         r=job_context(job, can_operate=can_operate(request.user)),
         events=timeline_events(job),
-        retries_queued=list(job.retries_queued.only("pk", "name", "status")),
-        traceparent=job.trace_context.get("traceparent", ""),
     )
     return render(request, "dashboard/job_detail.html", context)
 

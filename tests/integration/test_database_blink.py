@@ -90,7 +90,7 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The cluster, with a migrated template database that each test copies."""
     if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"needs PostgreSQL 15 at {PG_BIN}")
+        pytest.fail(f"this test starts its own PostgreSQL 15 cluster, but there is no {PG_BIN}")
     # Not under pytest's tmp dirs: the postgres user must be able to reach the directory.
     path = Path(tempfile.mkdtemp(prefix="reindexer-blink-pg-"))
     shutil.chown(path, "postgres", "postgres")
