@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from reindexer.errors import SpecError
 from reindexer.models import InvalidTransition
+from reindexer.specs import field_bounds
 
 NOT_AN_OBJECT = "the request body must be a JSON object"
 LOG_IN = "authentication required: log in, or send 'Authorization: Bearer <token>'"
@@ -60,9 +61,9 @@ def _bounds(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[Any, An
             return None
         info = fields[part]
         annotation = info.annotation
-    metadata = info.metadata if info is not None else []
-    low = next((m.ge for m in metadata if hasattr(m, "ge")), None)
-    high = next((m.le for m in metadata if hasattr(m, "le")), None)
+    if info is None:
+        return None
+    low, high = field_bounds(info)
     return None if low is None or high is None else (low, high)
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from reindexer.embedders import validate_embedder
@@ -168,13 +169,18 @@ def defaults() -> dict[str, Any]:
     }
 
 
-def bounds(name: str) -> tuple[Any, Any]:
-    """(lowest, highest) allowed for a numeric field, from its `ge`/`le` metadata."""
+def field_bounds(info: FieldInfo) -> tuple[Any, Any]:
+    """(lowest, highest) allowed for a numeric pydantic field, from its `ge`/`le` metadata."""
     low = high = None
-    for item in JobSpec.model_fields[name].metadata:
+    for item in info.metadata:
         low = getattr(item, "ge", low)
         high = getattr(item, "le", high)
     return low, high
+
+
+def bounds(name: str) -> tuple[Any, Any]:
+    """(lowest, highest) allowed for a numeric JobSpec field."""
+    return field_bounds(JobSpec.model_fields[name])
 
 
 def max_length(name: str) -> int | None:
