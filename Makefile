@@ -61,6 +61,10 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/push_rate.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/chart.py
+	env -u DATABASE_URL $(BIN)/python bench/pages.py
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/pages.py
 	env -u DATABASE_URL $(BIN)/python bench/api_bodies.py
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/api_bodies.py
 

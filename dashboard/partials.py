@@ -76,9 +76,10 @@ class DetailPush:
     settings: str
     timeline: str
     failures: str
+    chart: str
 
     def html(self) -> str:
-        return self.progress + self.settings + self.timeline + self.failures
+        return self.progress + self.settings + self.timeline + self.failures + self.chart
 
 
 def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> DetailPush:
@@ -90,7 +91,18 @@ def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> D
         settings=render_settings(job, oob=True),
         timeline=render_timeline(job, oob=True),
         failures=render_failures_panel(job, oob=True),
+        chart=render_chart(job, oob=True),
     )
+
+
+def render_chart(job: ReindexJob, *, oob: bool = False) -> str:
+    """The detail page's rate chart (id `job-chart-<id>`)."""
+    return render_to_string("dashboard/_job_chart.html", {"job": job, "oob": oob})
+
+
+def render_summary_tiles(*, oob: bool = True) -> str:
+    """The tiles heading the jobs list (id `summary-tiles`): totals across every job."""
+    return render_to_string("dashboard/_summary_tiles.html", {"oob": oob})
 
 
 def render_job_push(job: ReindexJob, *, can_operate: bool | None = None) -> str:

@@ -41,6 +41,7 @@ from reindexer.models import (
 )
 from reindexer.progress import ProgressPublisher
 from reindexer.reconnect import wait_for_database
+from reindexer.samples import JobSampler
 from reindexer.sources import SourceReader, open_source
 from reindexer.stores import VectorStore, open_store, store_backend
 
@@ -374,6 +375,7 @@ class JobRunner:
     ) -> str:
         job = self.job
         committer = BatchCommitter(job, self.token)
+        sampler = JobSampler(job)
         if job.cancel_requested_at is not None:
             return self._confirm_cancel()
         for records in _batches(reader, job.batch_size, only):
@@ -387,6 +389,7 @@ class JobRunner:
             cancel_requested = committer.commit(
                 batch_number, len(records), outcome, reader.checkpoint()
             )
+            sampler.note(job)
             if outcome.last_retried_error is not None:
                 job.note_error(
                     self.token, f"batch {batch_number} retried: {outcome.last_retried_error}"

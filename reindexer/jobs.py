@@ -77,6 +77,15 @@ def force_cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -
     return job
 
 
+def resume_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
+    """Queue a failed job again, to continue from its checkpoint with its counters; raises
+    InvalidTransition unless it failed."""
+    with transaction.atomic():
+        job.resume(actor_name(user))
+        announce(job.pk)
+    return job
+
+
 def retryable_failures(job: ReindexJob) -> BatchFailureQuerySet:
     """The job's unresolved failures that a retry could fix (not malformed records)."""
     return job.failures.unresolved().exclude(error_type=MALFORMED_ERROR)

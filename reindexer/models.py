@@ -35,7 +35,8 @@ FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 # For each target status, the statuses a job may come from.
 ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING}),
+    # From running: handed back; from failed: resumed from its checkpoint by an operator.
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
     JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),
     JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
     JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
@@ -93,6 +94,7 @@ class EventKind(models.TextChoices):
     HANDED_BACK = "handed_back"
     RECLAIMED = "reclaimed"
     RETRY_FAILED_QUEUED = "retry_failed_queued"
+    RESUMED = "resumed"
 
 
 class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
@@ -200,6 +202,10 @@ class ReindexJob(models.Model):
                 condition=Q(status="running"),
             ),
             models.Index(fields=["status", "-created_at"], name="reindexjob_status_created"),
+            # The lists' default order, and their filters by store and by collection.
+            models.Index(fields=["-created_at", "-id"], name="reindexjob_created_order"),
+            models.Index(fields=["store", "-created_at"], name="reindexjob_store_created"),
+            models.Index(fields=["collection", "-created_at"], name="reindexjob_coll_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -530,6 +536,32 @@ class ReindexJob(models.Model):
             where=Q(cancel_requested_at__isnull=False),
         )
 
+    def resume(self, actor: str) -> None:
+        """Queue a failed job again from its checkpoint, with its counters (after an outage)."""
+        error = self.error
+        try:
+            with transaction.atomic():
+                self._transition(
+                    JobStatus.PENDING,
+                    where=Q(status=JobStatus.FAILED),
+                    finished_at=None,
+                    error="",
+                    worker="",
+                    lease_token=None,
+                    heartbeat_at=None,
+                    reclaims_without_progress=0,
+                )
+                self.log(
+                    EventKind.RESUMED,
+                    actor,
+                    f"resuming from {self.processed_docs} processed"
+                    + (f"; it had failed: {error}" if error else ""),
+                )
+        except InvalidTransition:
+            raise InvalidTransition(
+                f"job {self.pk} cannot be resumed: it is {self.status}; only a failed job can be"
+            ) from None
+
     def log(self, kind: EventKind, actor: str, detail: str = "") -> JobEvent:
         return JobEvent.objects.create(
             job=self, kind=kind, actor=storable(actor), detail=storable(detail)
@@ -551,6 +583,10 @@ class BatchFailure(models.Model):
     traceback = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=1)
     transient = models.BooleanField(default=False)
+    # Where the failing document is in its source ("line 17", a file's path), and the start of
+    # its text, so that an operator can see what failed without opening the source.
+    locator = models.CharField(max_length=1000, blank=True)
+    preview = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
@@ -558,7 +594,10 @@ class BatchFailure(models.Model):
 
     class Meta:
         ordering = ["batch_number", "id"]
-        indexes = [models.Index(fields=["job", "batch_number"], name="batchfailure_job_batch")]
+        indexes = [
+            models.Index(fields=["job", "batch_number"], name="batchfailure_job_batch"),
+            models.Index(fields=["job", "error_type"], name="batchfailure_job_type"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.job_id} batch {self.batch_number}: {self.error_type}"
@@ -579,3 +618,42 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} by {self.actor}"
+
+
+class JobSample(models.Model):
+    """A point of a job's progress over time, for its rate chart; thinned as the job grows."""
+
+    job = models.ForeignKey(ReindexJob, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField()
+    processed = models.PositiveBigIntegerField()
+    failed = models.PositiveBigIntegerField()
+    retries = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["job", "at"], name="jobsample_job_at")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} at {self.at.isoformat()}: {self.processed} processed"
+
+
+class WorkerProcess(models.Model):
+    """A worker that has run recently: registered at start, renewed with its heartbeat."""
+
+    name = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    current_job = models.ForeignKey(
+        ReindexJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    jobs_done = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-heartbeat_at", "name"]
+        indexes = [models.Index(fields=["heartbeat_at"], name="workerprocess_heartbeat")]
+
+    def __str__(self) -> str:
+        return self.name

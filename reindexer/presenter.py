@@ -91,6 +91,16 @@ class JobView:
         """A running job whose lease expired: no worker is left to confirm a cancel."""
         return self.stalled
 
+    @property
+    def can_resume(self) -> bool:
+        """A failed job continues from its checkpoint, with its counters."""
+        return self.job.status == JobStatus.FAILED
+
+    @property
+    def can_rerun(self) -> bool:
+        """A finished job can be queued again with its settings (prefilled in the form)."""
+        return self.job.is_finished
+
     @cached_property
     def can_retry(self) -> bool:
         """Whether a retry would find failures to queue (malformed records never qualify).
