@@ -10,6 +10,7 @@ from datetime import datetime
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from reindexer import registry
 from reindexer.models import LeaseLost, ReindexJob
 from reindexer.reconnect import log_failed_attempt
 
@@ -17,7 +18,10 @@ logger = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """Renews the heartbeat every `interval` seconds until stopped or until the lease is lost."""
+    """Renews the heartbeat every `interval` seconds until stopped or until the lease is lost.
+
+    Each renewal also renews the registry row of the worker holding the job (advisory).
+    """
 
     def __init__(self, job: ReindexJob, token: uuid.UUID, interval: float) -> None:
         self.job = job
@@ -54,6 +58,7 @@ class LeaseKeeper:
                 else:
                     self.renewed_at = now
                     failures = 0
+                    registry.renew(self.job.worker, now)
         finally:
             connection.close()
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import DatabaseError, models, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from reindexer import specs
@@ -122,12 +122,28 @@ class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
         """The job `pk` while `token` holds its running lease."""
         return self.filter(**lease_fence(pk, token))
 
+    def in_claim_order(self) -> ReindexJobQuerySet:
+        """Oldest first: the order in which workers claim."""
+        return self.order_by("created_at", "id")
+
+    def unheld(self) -> ReindexJobQuerySet:
+        """Jobs whose store and collection no other running job writes (one writer each)."""
+        writer = ReindexJob.objects.running().filter(
+            store=OuterRef("store"), collection=OuterRef("collection")
+        )
+        return self.exclude(Exists(writer.exclude(pk=OuterRef("pk"))))
+
     def claimable(self, now: datetime, lease_seconds: float) -> ReindexJobQuerySet:
-        """Pending jobs and stale running jobs, oldest first: the worker's claim order."""
+        """Pending jobs and stale running jobs, oldest first, but for those whose collection
+        another running job writes: the worker's claim order."""
         cutoff = now - timedelta(seconds=lease_seconds)
-        return self.filter(
-            Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
-        ).order_by("created_at", "id")
+        return (
+            self.filter(
+                Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
+            )
+            .unheld()
+            .in_claim_order()
+        )
 
 
 class ReindexJob(models.Model):
@@ -206,6 +222,13 @@ class ReindexJob(models.Model):
             models.Index(fields=["-created_at", "-id"], name="reindexjob_created_order"),
             models.Index(fields=["store", "-created_at"], name="reindexjob_store_created"),
             models.Index(fields=["collection", "-created_at"], name="reindexjob_coll_created"),
+            # A job's retries, on its detail page: almost no job has retry_of set, so SQLite's
+            # planner would rather scan the whole list index than use a plain foreign-key index.
+            models.Index(
+                fields=["retry_of", "-created_at", "-id"],
+                name="reindexjob_retry_created",
+                condition=Q(retry_of__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -225,6 +248,12 @@ class ReindexJob(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="running", lease_token__isnull=True),
                 name="reindexjob_running_has_lease",
+            ),
+            # One writer per collection: a second job on it waits as pending (see `unheld`).
+            models.UniqueConstraint(
+                fields=["store", "collection"],
+                condition=Q(status="running"),
+                name="reindexjob_one_writer_per_collection",
             ),
         ]
 

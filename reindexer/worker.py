@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from django.db import (
+    IntegrityError,
     InterfaceError,
     OperationalError,
     close_old_connections,
@@ -24,12 +25,16 @@ from django.db import (
 from django.utils import timezone
 
 from reindexer import conf, telemetry
-from reindexer.engine import EngineOptions, JobRunner
+from reindexer.engine import EngineOptions, JobRunner, Outcome
 from reindexer.models import InvalidTransition, JobStuck, ReindexJob
 from reindexer.progress import ProgressPublisher
 from reindexer.reconnect import Backoff, log_failed_attempt
+from reindexer.registry import WorkerRegistration
 
 logger = logging.getLogger(__name__)
+
+# Outcomes that end a job on this worker (the others hand it back or leave it to another).
+ENDED_HERE = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.CANCELLED})
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -54,6 +59,9 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
 
     Row locks (`skip_locked`) keep workers apart where the database has them; on SQLite the
     IMMEDIATE transaction serialises claims. Either way the guarded UPDATE in `claim` decides.
+    `claimable()` skips jobs whose collection another running job writes; should one start
+    between our read and our UPDATE, the one-writer constraint refuses the UPDATE, and we
+    look again (the job is then skipped as held).
     """
     while True:
         now = timezone.now()
@@ -72,6 +80,9 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
                 continue
             except InvalidTransition:
                 continue  # another worker won it between our read and our update
+            except IntegrityError:
+                # The inner savepoint rolled back: another worker began writing its collection.
+                continue
             return job, token
 
 
@@ -115,6 +126,8 @@ class Worker:
         backoff = Backoff()
         failed_claims = processed = 0
         logger.info("worker %s started (burst=%s)", options.worker_id, options.burst)
+        registration = WorkerRegistration(options.worker_id, options.heartbeat_seconds)
+        registration.register()
         if options.startup_jitter_seconds:
             self.stop.wait(random.uniform(0, options.startup_jitter_seconds))  # noqa: S311
         try:
@@ -135,9 +148,11 @@ class Worker:
                 if claimed is None:
                     if options.burst:
                         break
+                    registration.beat_if_due()
                     self.stop.wait(options.poll_seconds)
                     continue
                 job, token = claimed
+                registration.job_started(job)
                 logger.info("worker %s: running job %s (%s)", options.worker_id, job.pk, job.name)
                 publisher.publish(job.pk, force=True)
                 outcome = JobRunner(
@@ -149,8 +164,10 @@ class Worker:
                     publisher=publisher,
                 ).run()
                 logger.info("worker %s: job %s %s", options.worker_id, job.pk, outcome)
+                registration.job_ended(finished=outcome in ENDED_HERE)
                 processed += 1
         finally:
+            registration.stopped()
             publisher.close()
             close_old_connections()
         return processed

@@ -77,6 +77,8 @@ def make_job(
     `heartbeat_age` seconds ago and holds the counters `total`, `processed` and `failed`; then
     it went through the same guarded transitions the worker uses (complete, fail, cancel).
     `cancelling=True` leaves a running job with a cancel request the worker has not confirmed.
+    One writer per collection: a job past pending without a `collection` of the test's takes
+    the default one if no running job holds it, else a collection of its own.
     """
 
     def make(
@@ -105,6 +107,8 @@ def make_job(
         job = create_job(JobSpec.parse({"source": source, **spec_fields}))
         if status == JobStatus.PENDING:
             return job
+        if "collection" not in spec_fields:
+            _own_collection_if_held(job)
         claimed_at = timezone.now() - timedelta(seconds=heartbeat_age)
         token = job.claim(FIXTURE_WORKER, now=claimed_at, lease_seconds=30)
         ReindexJob.objects.filter(pk=job.pk).update(
@@ -123,6 +127,14 @@ def make_job(
         return job
 
     return make
+
+
+def _own_collection_if_held(job: ReindexJob) -> None:
+    """Give `job` a collection of its own if a running job writes its (default) one."""
+    held = ReindexJob.objects.running().filter(store=job.store, collection=job.collection)
+    if held.exists():
+        job.collection = f"{job.collection}-{job.pk}"
+        ReindexJob.objects.filter(pk=job.pk).update(collection=job.collection)
 
 
 def _user(username: str, *perms: str) -> User:

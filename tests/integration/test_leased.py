@@ -39,7 +39,7 @@ def test_leased__matches_nothing_for_another_job(
     pending: ReindexJob, make_corpus: Callable[..., Path], make_job: Callable[..., ReindexJob]
 ) -> None:
     token = claimed(pending)
-    other = make_job(make_corpus(3, name="other.jsonl"))
+    other = make_job(make_corpus(3, name="other.jsonl"), collection="other")
     claimed(other)
     assert not ReindexJob.objects.leased(other.pk, token).exists()
 
