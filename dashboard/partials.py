@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 
+from dashboard.failures import type_counts
 from reindexer.models import JobEvent, ReindexJob
 from reindexer.permissions import can_operate
 from reindexer.presenter import JobView, present
@@ -151,10 +152,21 @@ def failure_page_links(page: Page[Any]) -> dict[str, str | None]:
     }
 
 
+def failures_panel_context(job: ReindexJob, number: str | int | None = 1) -> dict[str, Any]:
+    """What the failures card shows, for the page and its push alike: a page of failures, its
+    links, and the counts by error type."""
+    failures = failures_page(job, number)
+    return {
+        "job": job,
+        "failures": failures,
+        "failure_links": failure_page_links(failures),
+        "failure_types": type_counts(job),
+    }
+
+
 def render_failures_panel(job: ReindexJob, *, oob: bool = False) -> str:
     """The detail page's failures card (id `job-failures-<id>`), on its first page."""
-    failures = failures_page(job)
-    ctx = {"job": job, "failures": failures, "failure_links": failure_page_links(failures)}
+    ctx = failures_panel_context(job)
     return render_to_string("dashboard/job_detail.html#failures-panel", {**ctx, "oob": oob})
 
 

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from reindexer.documents import MALFORMED_ERROR, Document, Malformed
+from reindexer.documents import MALFORMED_ERROR, Document, Malformed, preview_of
 from reindexer.embedders import Embedder, Vectors
 from reindexer.errors import ErrorKind, ReindexerError, classify, describe_fault
 from reindexer.stores import VectorStore
@@ -48,16 +48,30 @@ def _path_of(store: object) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class FailureRecord:
+    """What a BatchFailure row records; `locator` and `preview` say where and what the failing
+    record is (set for the single-record failures the writer isolates, and malformed records)."""
+
     doc_ids: list[str]
     error_type: str
     message: str
     traceback: str
     attempts: int
     transient: bool
+    locator: str = ""
+    preview: str = ""
 
     @classmethod
     def malformed(cls, record: Malformed) -> FailureRecord:
-        return cls([record.id], MALFORMED_ERROR, record.reason, "", 1, False)
+        return cls(
+            [record.id],
+            MALFORMED_ERROR,
+            record.reason,
+            "",
+            1,
+            False,
+            locator=record.locator,
+            preview=preview_of(record.raw),
+        )
 
 
 @dataclass
@@ -150,14 +164,17 @@ class BatchWriter:
                     self._sleep(self.policy.delay(attempts, self._rng))
                     continue
             if len(docs) == 1:
+                doc = docs[0]
                 outcome.failures.append(
                     FailureRecord(
-                        [docs[0].id],
+                        [doc.id],
                         type(exc).__name__,
                         str(exc),
                         "".join(traceback.format_exception(exc)),
                         attempts,
                         transient,
+                        locator=doc.locator,
+                        preview=preview_of(doc.text),
                     )
                 )
                 return

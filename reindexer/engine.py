@@ -167,6 +167,8 @@ class BatchCommitter:
                         traceback=storable(f.traceback),
                         attempts=f.attempts,
                         transient=f.transient,
+                        locator=storable(f.locator)[:1000],
+                        preview=storable(f.preview),
                     )
                     for f in failures
                 )

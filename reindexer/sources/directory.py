@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reindexer.documents import Document, Malformed, Record
+from reindexer.documents import PREVIEW_CHARS, Document, Malformed, Record, preview_of
 from reindexer.errors import SourcePathError, SourceUnavailable
 from reindexer.sources.base import Checkpoint
 from reindexer.sources.paths import open_source_file
@@ -84,10 +84,12 @@ class DirectoryReader:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            return Malformed(rel, rel, f"{rel}: not valid UTF-8")
+            # A UTF-8 character is at most 4 bytes: no need to decode the whole file.
+            shown = preview_of(data[: 4 * PREVIEW_CHARS].decode("utf-8", "replace"))
+            return Malformed(rel, rel, f"{rel}: not valid UTF-8", shown)
         if not text.strip():
             return Malformed(rel, rel, f"{rel}: empty file")
-        return Document(rel, text, {"path": rel, "bytes": len(data)})
+        return Document(rel, text, {"path": rel, "bytes": len(data)}, rel)
 
     def checkpoint(self) -> dict[str, Any]:
         return {"last": self._last} if self._last is not None else {}

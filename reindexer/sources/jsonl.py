@@ -12,7 +12,7 @@ from reindexer.errors import SourcePathError, SourceUnavailable
 from reindexer.sources.base import Checkpoint
 from reindexer.sources.paths import open_source_file
 from reindexer.sources.seen import SeenIds
-from reindexer.sources.validation import mark_duplicates, to_record
+from reindexer.sources.validation import line_locator, line_start, mark_duplicates, to_record
 
 # Lines parsed and checked for duplicates together; small enough to keep memory flat.
 CHUNK_LINES = 256
@@ -60,8 +60,8 @@ class JsonlReader:
     ) -> tuple[list[Record], list[int], list[int]]:
         """Up to `size` records, duplicates marked, with the offset and line number after each.
 
-        This is the per-document hot path of a job: plain lists, and locators are only spelled
-        out for failures.
+        This is the per-document hot path of a job: plain lists, and a document's locator is one
+        short f-string.
         """
         records: list[Record] = []
         offsets: list[int] = []
@@ -104,14 +104,19 @@ class JsonlReader:
         try:
             # Decoding first skips json's own encoding sniffing, a Python-level cost per line;
             # a byte-order mark can only open the file.
-            value: Any = json.loads(raw.decode("utf-8-sig" if line == 1 else "utf-8"))
+            text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
         except UnicodeDecodeError:
-            locator = f"line {line}"
-            return Malformed(locator, locator, f"{locator}: not valid UTF-8")
+            locator = line_locator(line)
+            shown = line_start(raw.decode("utf-8", "replace"))
+            return Malformed(locator, locator, f"{locator}: not valid UTF-8", shown)
+        try:
+            value: Any = json.loads(text)
         except json.JSONDecodeError as exc:
-            locator = f"line {line}"
-            return Malformed(locator, locator, f"{locator}: invalid JSON ({exc.msg})")
-        return to_record(value, line)
+            locator = line_locator(line)
+            return Malformed(
+                locator, locator, f"{locator}: invalid JSON ({exc.msg})", line_start(text)
+            )
+        return to_record(value, line, text)
 
     def checkpoint(self) -> dict[str, Any]:
         offset, line = self._position

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils.html import escape
 
 from dashboard.partials import render_job_push
+from tests.dashboard.test_failures_csv import body_of
 
 pytestmark = pytest.mark.django_db
 
@@ -63,6 +66,53 @@ def test_failure_detail__escapes_message_traceback_and_doc_ids(
         assert "doc &lt;script&gt;" in html
         assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
         assert "<img src=x" not in html
+
+
+@pytest.fixture
+def evil_previewed(evil_job, add_failure, data_dir):
+    """A failure whose preview, locator and source line carry markup."""
+    job, _ = evil_job
+    path = data_dir / "docs.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[1] = json.dumps({"id": "doc-1", "text": f"line text {EVIL}"})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    failure = add_failure(
+        job, doc_ids=["doc-1"], locator="line 2", preview=f"preview {EVIL}", message=EVIL
+    )
+    return job, failure
+
+
+def test_failure_list__escapes_previews_types_and_ids(viewer_client: Client, evil_previewed):
+    job, _ = evil_previewed
+    for query in ({}, {"type": f"Err{EVIL}"}):
+        html = viewer_client.get(f"/jobs/{job.pk}/failures/", query).content.decode()
+        _assert_escaped(html)
+        assert "<img src=x" not in html
+    html = viewer_client.get(f"/jobs/{job.pk}/failures/").content.decode()
+    assert "preview &lt;script&gt;" in html
+    assert "?type=Err%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in html
+
+
+def test_failure_detail__escapes_the_preview(viewer_client: Client, evil_previewed) -> None:
+    job, failure = evil_previewed
+    html = viewer_client.get(f"/jobs/{job.pk}/failures/{failure.pk}/").content.decode()
+    _assert_escaped(html)
+    assert "preview &lt;script&gt;" in html
+
+
+def test_failure_source__escapes_the_source_line(viewer_client: Client, evil_previewed) -> None:
+    job, failure = evil_previewed
+    html = viewer_client.get(f"/jobs/{job.pk}/failures/{failure.pk}/source/").content.decode()
+    _assert_escaped(html)
+    assert "line text &lt;script&gt;" in html
+    assert "has changed" not in html
+
+
+def test_failures_csv__carries_the_text_as_data(viewer_client: Client, evil_previewed) -> None:
+    job, _ = evil_previewed
+    response = viewer_client.get(f"/jobs/{job.pk}/failures.csv")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert f"preview {EVIL}" in body_of(response)
 
 
 def test_job_error__is_escaped(viewer_client: Client, make_job) -> None:
