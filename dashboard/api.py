@@ -20,10 +20,16 @@ from ninja.params import functions as params
 from ninja.responses import Status
 
 from dashboard.api_auth import behind_login, caller, operators, viewers
-from dashboard.api_errors import ApiError, JsonApi, JsonBodyParser, install_error_handlers
+from dashboard.api_errors import (
+    ApiError,
+    FieldProblem,
+    JsonApi,
+    JsonBodyParser,
+    install_error_handlers,
+)
 from dashboard.api_schemas import FailureOut, JobOut, SpecBody, errors
 from reindexer import telemetry
-from reindexer.jobs import cancel_job, create_job, force_cancel_job, retry_failed
+from reindexer.jobs import cancel_job, create_job, force_cancel_job, resume_job, retry_failed
 from reindexer.models import JobStatus, ReindexJob
 
 PAGE_SIZE = 50
@@ -126,11 +132,11 @@ def _statuses(raw: str) -> list[str]:
     statuses = [s.strip() for s in raw.split(",") if s.strip()]
     unknown = [s for s in statuses if s not in JobStatus.values]
     if unknown:
-        raise ApiError(
-            400,
+        message = (
             f"unknown status {', '.join(unknown)}; use one or more of "
-            f"{', '.join(JobStatus.values)}, separated by commas",
+            f"{', '.join(JobStatus.values)}, separated by commas"
         )
+        raise ApiError.invalid([FieldProblem("status", message)])
     return statuses
 
 
@@ -174,6 +180,17 @@ def cancel(request: HttpRequest, job_id: int, force: ForceFlag = False) -> Reind
     else:
         cancel_job(job, user=caller(request))
     return job
+
+
+@api.post(
+    "/jobs/{int:job_id}/resume/",
+    auth=operators,
+    response={200: JobOut, **errors(401, 403, 404, 409)},
+    url_name="job-resume",
+)
+def resume(request: HttpRequest, job_id: int) -> ReindexJob:
+    """Queue a failed job again: a worker continues it from its checkpoint, with its counters."""
+    return resume_job(_job(job_id), user=caller(request))
 
 
 @api.post(

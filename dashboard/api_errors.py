@@ -1,4 +1,5 @@
-"""How the JSON API refuses: `{"error": "..."}` with 400, 401, 403, 404, 405 or 409, never 422.
+"""How the JSON API refuses: `{"error": "..."}` with 400, 401, 403, 404, 405 or 409, never 422;
+a 400 for invalid input also lists every invalid field in `errors`.
 
 `JsonApi` is django-ninja's API with our answers: input errors in the words the rest of the
 project uses (the spec's own messages for a job spec), and plain `application/json`.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -20,23 +22,48 @@ from pydantic_core import ErrorDetails
 
 from reindexer.errors import SpecError
 from reindexer.models import InvalidTransition
-from reindexer.specs import field_bounds
+from reindexer.specs import InvalidSpec, field_bounds
 
 NOT_AN_OBJECT = "the request body must be a JSON object"
 LOG_IN = "authentication required: log in, or send 'Authorization: Bearer <token>'"
 
 
-class ApiError(Exception):
-    """Ends a request with `{"error": message}`, the given status and headers."""
+@dataclass(frozen=True)
+class FieldProblem:
+    """One invalid input: the field (a spec field or a parameter; None for the whole request)."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    field: str | None
+    message: str
+
+
+class ApiError(Exception):
+    """Ends a request with `{"error": message}`, the given status and headers; an input error
+    also lists every invalid field as `"errors": [{"field": ..., "message": ...}]`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        problems: Sequence[FieldProblem] = (),
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.problems = tuple(problems)
+
+    @classmethod
+    def invalid(cls, problems: Sequence[FieldProblem]) -> ApiError:
+        """A 400 naming every problem: joined in `error`, one by one in `errors`."""
+        return cls(400, "; ".join(p.message for p in problems), problems=problems)
 
     def response(self) -> JsonResponse:
-        return JsonResponse({"error": self.message}, status=self.status, headers=self.headers)
+        body: dict[str, Any] = {"error": self.message}
+        if self.problems:
+            body["errors"] = [asdict(problem) for problem in self.problems]
+        return JsonResponse(body, status=self.status, headers=self.headers)
 
 
 class Malformed:
@@ -67,17 +94,20 @@ def _bounds(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[Any, An
     return None if low is None or high is None else (low, high)
 
 
-def _describe(error: ErrorDetails, model: Any) -> str:
+def _describe(error: ErrorDetails, model: Any) -> FieldProblem:
     """A query or path parameter's error, naming the parameter."""
     loc = model.__ninja_flatten_map_reverse__.get(error["loc"], error["loc"])
-    name = str(loc[-1]) if loc else "the request"
+    field = str(loc[-1]) if loc else None
+    name = field or "the request"
     kind, value = error["type"], error.get("input")
     if kind in {"int_parsing", "int_type", "int_from_float"}:
-        return f"{name} must be a whole number, got {value!r}"
+        return FieldProblem(field, f"{name} must be a whole number, got {value!r}")
     bounds = _bounds(model, error["loc"])
     if kind in {"greater_than_equal", "less_than_equal"} and bounds is not None:
-        return f"{name} must be between {bounds[0]} and {bounds[1]}, got {value}"
-    return f"{name}: {error['msg']}"
+        return FieldProblem(
+            field, f"{name} must be between {bounds[0]} and {bounds[1]}, got {value}"
+        )
+    return FieldProblem(field, f"{name}: {error['msg']}")
 
 
 class JsonApi(NinjaAPI):
@@ -87,11 +117,13 @@ class JsonApi(NinjaAPI):
     def validation_error_from_error_contexts(
         self, error_contexts: list[ValidationErrorContext[Any]]
     ) -> ValidationError:
-        context = error_contexts[0]
-        if context.model.__ninja_param_source__ == "body":  # absent, since a body is validated
-            raise ApiError(400, NOT_AN_OBJECT)  # by JobSpec.parse, which raises its own errors
-        first = context.pydantic_validation_error.errors(include_url=False)[0]
-        raise ApiError(400, _describe(first, context.model))
+        problems: list[FieldProblem] = []
+        for context in error_contexts:
+            if context.model.__ninja_param_source__ == "body":  # a body is validated by
+                raise ApiError(400, NOT_AN_OBJECT)  # JobSpec.parse, which raises its own errors
+            errors = context.pydantic_validation_error.errors(include_url=False)
+            problems.extend(_describe(error, context.model) for error in errors)
+        raise ApiError.invalid(problems)
 
 
 Handler = Callable[[HttpRequest, Any], HttpResponse]
@@ -104,6 +136,14 @@ def _answer(status: int, message: str | None = None, **headers: str) -> Handler:
     return handler
 
 
+def _invalid_spec(request: HttpRequest, exc: Any) -> HttpResponse:
+    """Every problem of a spec, each with its field (JobSpec reports them all at once)."""
+    assert isinstance(exc, SpecError)  # noqa: S101 - registered for SpecError only
+    errors = exc.errors if isinstance(exc, InvalidSpec) else [exc]
+    problems = [FieldProblem(error.field, str(error)) for error in errors]
+    return ApiError(400, str(exc), problems=problems).response()
+
+
 def _refusal(request: HttpRequest, exc: Any) -> HttpResponse:
     if isinstance(exc, HttpError):  # ninja's own, such as 429 from a throttle
         exc = ApiError(exc.status_code, str(exc))
@@ -114,7 +154,7 @@ def _refusal(request: HttpRequest, exc: Any) -> HttpResponse:
 def install_error_handlers(api: NinjaAPI) -> None:
     """Every refusal as `{"error": ...}`; anything unforeseen stays a 500 for Django to log."""
     api.add_exception_handler(ApiError, _refusal)
-    api.add_exception_handler(SpecError, _answer(400))
+    api.add_exception_handler(SpecError, _invalid_spec)
     api.add_exception_handler(InvalidTransition, _answer(409))
     api.add_exception_handler(
         AuthenticationError, _answer(401, LOG_IN, **{"WWW-Authenticate": "Bearer"})

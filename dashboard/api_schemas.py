@@ -135,10 +135,20 @@ class FailureOut(BaseModel):
         }
 
 
+class FieldErrorOut(BaseModel):
+    """One invalid input, beside the field it concerns (null: the request as a whole)."""
+
+    field: str | None
+    message: str
+
+
 class ErrorOut(BaseModel):
-    """Every error: a message for the operator."""
+    """Every error: a message for the operator; invalid input also lists every invalid field."""
 
     error: str
+    errors: list[FieldErrorOut] | None = Field(
+        None, description="400 for invalid input only: every invalid field, with its message."
+    )
 
 
 def errors(*codes: int) -> dict[int, type[ErrorOut]]:

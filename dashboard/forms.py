@@ -14,9 +14,12 @@ from pydantic_core import PydanticUndefined
 from reindexer import conf, specs
 from reindexer.embedders import EMBEDDERS
 from reindexer.errors import SpecError
+from reindexer.models import ReindexJob
 from reindexer.sources.directory import SUFFIXES
-from reindexer.specs import InvalidSpec, JobSpec
+from reindexer.specs import NAME_MAX, InvalidSpec, JobSpec
 from reindexer.stores import STORES
+
+RERUN_SUFFIX = " (re-run)"
 
 # Listing the roots walks the file system on every form render, so keep it shallow and short.
 MAX_SOURCE_DEPTH = 4
@@ -133,3 +136,26 @@ class NewJobForm(forms.Form):
             if field is not None and field in self.errors:
                 continue
             self.add_error(field, str(error))
+
+
+class RerunRefused(Exception):
+    """`?from=` names no job that can be re-run; `status` is the page's answer (404 or 409)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def rerun_initial(raw_pk: str) -> dict[str, Any]:
+    """The New job form's values for a re-run of the finished job `raw_pk`: its settings, and
+    its name marked as a re-run. Raises RerunRefused for an unknown or unfinished job."""
+    job = ReindexJob.objects.filter(pk=int(raw_pk)).first() if raw_pk.isdigit() else None
+    if job is None:
+        raise RerunRefused(f"There is no job {raw_pk!r} to re-run; the form starts empty.", 404)
+    if not job.is_finished:
+        raise RerunRefused(
+            f"Job #{job.pk} is {job.status}; it can be re-run once it has finished.", 409
+        )
+    initial = {name: getattr(job, name) for name in JobSpec.model_fields}
+    initial["name"] = job.name[: NAME_MAX - len(RERUN_SUFFIX)] + RERUN_SUFFIX
+    return initial

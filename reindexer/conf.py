@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+TRACE_ID_PLACEHOLDER = "{trace_id}"
 
 
 def _positive_float(name: str, default: float) -> float:
@@ -48,6 +51,19 @@ def _meta_key(name: str, raw: str) -> str | None:
     return header if header.startswith("HTTP_") else f"HTTP_{header}"
 
 
+def _trace_url(name: str) -> str | None:
+    """A URL template with {trace_id} (a Jaeger or Tempo page), checked at start."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if TRACE_ID_PLACEHOLDER not in raw:
+        raise ValueError(f"{name} must contain {TRACE_ID_PLACEHOLDER}, got {raw!r}")
+    parts = urlsplit(raw.replace(TRACE_ID_PLACEHOLDER, "0"))
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class ReindexerSettings:
     data_dir: Path
@@ -63,6 +79,8 @@ class ReindexerSettings:
     client_ip_header: str | None = None
     # Behind TLS: secure cookies, HSTS, the SSL redirect and the proxy's protocol header.
     https: bool = False
+    # A trace viewer's URL with {trace_id}: the job page links its trace there; None: plain text.
+    trace_url: str | None = None
 
     @classmethod
     def from_environ(cls) -> ReindexerSettings:
@@ -90,6 +108,7 @@ class ReindexerSettings:
                 "REINDEXER_CLIENT_IP_HEADER", os.environ.get("REINDEXER_CLIENT_IP_HEADER", "")
             ),
             https=_flag("REINDEXER_HTTPS", "DJANGO_SECURE"),
+            trace_url=_trace_url("REINDEXER_TRACE_URL"),
         )
 
 

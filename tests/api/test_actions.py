@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from reindexer.models import BatchFailure, EventKind, JobEvent, JobStatus, ReindexJob
 from tests.api.conftest import Api, force_status
-from tests.api.test_jobs import error_of
+from tests.api.test_jobs import error_of, field_errors
 
 pytestmark = pytest.mark.django_db
 
@@ -115,6 +115,18 @@ def test_cancel__unknown_job_is_404(as_operator: Api) -> None:
 def test_cancel__anonymous_is_401(anonymous: Api, make_job: Callable[..., ReindexJob]) -> None:
     job = make_job()
     assert anonymous.post(f"/api/jobs/{job.pk}/cancel/").status_code == 401
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING
+
+
+def test_cancel__an_invalid_force_flag_names_the_parameter(
+    as_operator: Api, make_job: Callable[..., ReindexJob]
+) -> None:
+    job = make_job()
+    response = as_operator.post(f"/api/jobs/{job.pk}/cancel/?force=maybe")
+    assert response.status_code == 400
+    [(field, message)] = field_errors(response)
+    assert field == "force" and message.startswith("force: ")
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
 

@@ -20,10 +20,23 @@ PAGE_KEYS = {"count", "page", "pages", "next", "previous", "results"}
 
 
 def error_of(response: Any) -> str:
+    """The error's message; the body holds it, and for invalid input the list of every invalid
+    field (each with its message), which the message then joins."""
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {"error"} and body["error"]
+    assert set(body) <= {"error", "errors"} and body["error"]
+    if "errors" in body:
+        problems = body["errors"]
+        assert response.status_code == 400 and problems
+        assert all(set(p) == {"field", "message"} and p["message"] for p in problems)
+        assert body["error"] == "; ".join(p["message"] for p in problems)
     return str(body["error"])
+
+
+def field_errors(response: Any) -> list[tuple[str | None, str]]:
+    """Every invalid field the answer lists, with its message."""
+    error_of(response)
+    return [(p["field"], p["message"]) for p in response.json().get("errors", [])]
 
 
 def without_clock(status: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +99,21 @@ def test_list__unknown_status_is_400(as_viewer: Api) -> None:
     response = as_viewer.get("/api/jobs/", status="done")
     assert response.status_code == 400
     assert "unknown status done" in error_of(response)
+
+
+def test_list__every_invalid_query_parameter_is_reported(as_viewer: Api) -> None:
+    response = as_viewer.get("/api/jobs/", page="0", page_size="two")
+    assert response.status_code == 400
+    assert field_errors(response) == [
+        ("page", "page must be between 1 and 1000000000, got 0"),
+        ("page_size", "page_size must be a whole number, got 'two'"),
+    ]
+
+
+def test_list__unknown_status_names_the_status_parameter(as_viewer: Api) -> None:
+    problems = field_errors(as_viewer.get("/api/jobs/", status="done,running,nope"))
+    assert [field for field, _ in problems] == ["status"]
+    assert "unknown status done, nope" in problems[0][1]
 
 
 def test_list__paginates_and_links_keep_the_filter(
@@ -296,6 +324,48 @@ def test_create__bad_input_is_400_and_creates_nothing(
     assert message in error_of(response)
     assert not ReindexJob.objects.exists()
     assert not JobEvent.objects.exists()
+
+
+def test_create__every_invalid_field_is_reported_with_its_message(
+    as_operator: Api, corpus: str
+) -> None:
+    body = {
+        "source": corpus,
+        "batch_size": 0,
+        "max_retries": -1,
+        "max_failed_ratio": 1.5,
+        "store": "redis",
+        "name": "n" * 201,
+    }
+    response = as_operator.post("/api/jobs/", body)
+    assert response.status_code == 400
+    problems = field_errors(response)
+    assert sorted(str(field) for field, _ in problems) == [
+        "batch_size",
+        "max_failed_ratio",
+        "max_retries",
+        "name",
+        "store",
+    ]
+    messages = dict(problems)
+    assert "batch size must be between 1 and 10000, got 0" in messages["batch_size"]
+    assert "max retries must be between 0 and 20" in messages["max_retries"]
+    assert "max failed ratio must be between 0 and 1" in messages["max_failed_ratio"]
+    assert "unknown store 'redis'" in messages["store"]
+    assert "name must be at most 200 characters" in messages["name"]
+    assert not ReindexJob.objects.exists()
+
+
+def test_create__one_invalid_field_is_listed_alone(as_operator: Api, corpus: str) -> None:
+    response = as_operator.post("/api/jobs/", {"source": corpus, "batch_size": "10"})
+    assert field_errors(response) == [("batch_size", 'batch_size must be a whole number, got "10"')]
+
+
+def test_create__a_body_that_is_not_an_object_names_no_field(as_operator: Api) -> None:
+    response = as_operator.post("/api/jobs/", raw="[1, 2]")
+    assert response.status_code == 400
+    assert field_errors(response) == []
+    assert "must be a JSON object" in error_of(response)
 
 
 def test_create__unnamed_job_with_a_long_source_gets_a_shortened_name(

@@ -23,6 +23,7 @@ OPERATIONS = {
     ("post", "/api/jobs/"),
     ("get", "/api/jobs/{job_id}/"),
     ("post", "/api/jobs/{job_id}/cancel/"),
+    ("post", "/api/jobs/{job_id}/resume/"),
     ("post", "/api/jobs/{job_id}/retry-failed/"),
     ("get", "/api/jobs/{job_id}/failures/"),
 }

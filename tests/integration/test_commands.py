@@ -182,11 +182,49 @@ def test_retry_failed__prints_the_retry_job_id_last(
     assert retry.retry_of_id == finished_job.pk and retry.status == JobStatus.PENDING
 
 
+def test_resume__failed_job_is_queued_again_from_its_checkpoint(
+    make_job: Callable[..., ReindexJob], cli: Cli
+) -> None:
+    job = make_job(status=JobStatus.FAILED, processed=3, failed=1)
+    code, out, err = cli("reindex", "resume", str(job.pk))
+    assert (code, err) == (0, "")
+    assert out.strip() == f"job {job.pk}: queued to resume from 3 processed documents"
+    job.refresh_from_db()
+    assert (job.status, job.processed_docs, job.failed_docs) == (JobStatus.PENDING, 3, 1)
+    event = job.events.get(kind="resumed")
+    assert (event.actor, event.detail) == (
+        "cli",
+        "resuming from 3 processed; it had failed: too many failures",
+    )
+
+
+@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.RUNNING, JobStatus.PENDING])
+def test_resume__of_a_job_that_did_not_fail_exits_1_with_one_line_and_changes_nothing(
+    make_job: Callable[..., ReindexJob], cli: Cli, status: str
+) -> None:
+    job = make_job(status=status)
+    before = database_state()
+    code, out, err = cli("reindex", "resume", str(job.pk))
+    assert (code, out) == (1, "")
+    assert err.strip().splitlines() == [
+        f"CommandError: job {job.pk} cannot be resumed: it is {status}; only a failed job can be"
+    ]
+    assert database_state() == before
+
+
+def test_help__lists_the_resume_action(cli: Cli) -> None:
+    code, out, _ = cli("reindex", "--help")
+    assert code == 0
+    assert "resume" in out and "continue a failed job from its checkpoint" in out
+
+
 BAD_INPUT: list[tuple[str, list[str], str]] = [
     ("status of an unknown job", ["status", "999"], "no job with id 999"),
     ("status json of an unknown job", ["status", "999", "--json"], "no job with id 999"),
     ("cancel of an unknown job", ["cancel", "999"], "no job with id 999"),
     ("retry-failed of an unknown job", ["retry-failed", "999"], "no job with id 999"),
+    ("resume of an unknown job", ["resume", "999"], "no job with id 999"),
+    ("resume with a non-numeric id", ["resume", "abc"], "job id must be a whole number"),
     ("verify of an unknown job", ["verify", "999", "--json"], "no job with id 999"),
     ("watch of an unknown job", ["watch", "999"], "no job with id 999"),
     ("status with a non-numeric id", ["status", "abc"], "job id must be a whole number"),

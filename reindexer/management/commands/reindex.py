@@ -1,4 +1,4 @@
-"""`reindex start|status|cancel|retry-failed|verify|watch`: the operator's command line."""
+"""`reindex start|status|cancel|resume|retry-failed|verify|watch`: the operator's command line."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reindexer import specs
 from reindexer.errors import ReindexerError
-from reindexer.jobs import cancel_job, create_job, force_cancel_job, retry_failed
+from reindexer.jobs import cancel_job, create_job, force_cancel_job, resume_job, retry_failed
 from reindexer.models import InvalidTransition, ReindexJob
 from reindexer.presenter import job_status, present
+from reindexer.queue import annotated_waiting_for, with_waiting_for
 from reindexer.specs import JobSpec
 from reindexer.verify import verify_job, verify_problems
 from reindexer.watch import watch_job
@@ -101,7 +102,7 @@ def get_job(job_id: int) -> ReindexJob:
 
 
 class Command(BaseCommand):
-    help = "Queue, inspect, cancel, retry and verify reindex jobs."
+    help = "Queue, inspect, cancel, resume, retry and verify reindex jobs."
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -132,6 +133,7 @@ class Command(BaseCommand):
         )
 
         for name, text in [
+            ("resume", "continue a failed job from its checkpoint, with its counters"),
             ("retry-failed", "queue the documents of the unresolved failures"),
             ("watch", "a live progress bar until the job ends"),
         ]:
@@ -153,8 +155,14 @@ class Command(BaseCommand):
         self.stdout.write(str(job.pk))
 
     def do_status(self, *, job_id: int | None, json: bool, **_: Any) -> None:
-        jobs = [get_job(job_id)] if job_id is not None else list(ReindexJob.objects.all())
-        rows = [job_status(job) for job in jobs]
+        # waiting_for: one query for every job (an annotation), not one per job.
+        chosen = (
+            ReindexJob.objects.filter(pk=get_job(job_id).pk)
+            if job_id is not None
+            else ReindexJob.objects.all()
+        )
+        jobs = list(with_waiting_for(chosen))
+        rows = [{**job_status(job), "waiting_for": annotated_waiting_for(job)} for job in jobs]
         if json:
             self.stdout.write(_dumps(rows[0] if job_id is not None else rows))
             return
@@ -184,6 +192,12 @@ class Command(BaseCommand):
         else:
             done = "cancel requested; the worker stops at the next batch"
         self.stdout.write(f"job {job.pk}: {done}")
+
+    def do_resume(self, *, job_id: int, **_: Any) -> None:
+        job = resume_job(get_job(job_id))
+        self.stdout.write(
+            f"job {job.pk}: queued to resume from {job.processed_docs} processed documents"
+        )
 
     def do_retry_failed(self, *, job_id: int, **_: Any) -> None:
         retry = retry_failed(get_job(job_id))
