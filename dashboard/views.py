@@ -8,24 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q
+from django.core.paginator import Page
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import push_url
 from django_htmx.middleware import HtmxDetails
 
-from dashboard.forms import NewJobForm
+from dashboard.forms import NewJobForm, RerunRefused, rerun_initial
+from dashboard.list_forms import JobListForm
+from dashboard.list_query import (
+    SORT_LABELS,
+    CountedPaginator,
+    distinct_values,
+    sort_headers,
+    status_counts,
+)
 from dashboard.partials import (
     failure_page_links,
     failures_page,
+    failures_panel_context,
     job_context,
     render_flash,
     render_job_oob,
@@ -61,10 +69,6 @@ def _actor(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
-def _query(**params: str) -> str:
-    return urlencode({k: v for k, v in params.items() if v})
-
-
 def _page_links(page: Page[Any], base: str, param: str) -> dict[str, str | None]:
     """Query strings for the previous and next page, keeping the other filters."""
     sep = "&" if base else ""
@@ -84,46 +88,59 @@ def _page_links(page: Page[Any], base: str, param: str) -> dict[str, str | None]
 @page()
 @vary_on_headers("HX-Request", "HX-Target")
 def job_list(request: HtmxHttpRequest) -> HttpResponse:
-    status = request.GET.get("status", "")
-    if status not in JobStatus.values:
-        status = ""
-    q = request.GET.get("q", "").strip()[:200]
-
-    jobs = ReindexJob.objects.all()
-    if q:
-        jobs = jobs.filter(name__icontains=q)
-    # One query for every tab's count, whatever the number of statuses.
-    counts = jobs.aggregate(
-        all=Count("pk"), **{s: Count("pk", filter=Q(status=s)) for s in JobStatus.values}
+    form = JobListForm(request.GET)
+    form.is_valid()  # an invalid field is reported, and the valid ones still apply
+    filters = form.filters()
+    counts = status_counts(filters.without_status())
+    matches = counts[filters.status or "all"].n
+    window = filters.window(matches)
+    paginator = CountedPaginator(
+        filters.jobs(matches=matches), PAGE_SIZE, count=min(matches, window or matches)
     )
-    if status:
-        jobs = jobs.filter(status=status)
-    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = paginator.get_page(request.GET.get("page"))
 
     may_operate = can_operate(request.user)
     tabs = [
         {
             "label": label,
-            "query": _query(status=value, q=q),
+            "query": filters.query(status=value),
             "count": counts[value or "all"],
-            "active": value == status,
+            "active": value == filters.status,
         }
         for value, label in [("", "All"), *JobStatus.choices]
     ]
     context = {
         "rows": [job_context(job, can_operate=may_operate) for job in page],
         "page": page,
-        "page_links": _page_links(page, _query(status=status, q=q), "page"),
+        "page_links": _page_links(page, filters.query(), "page"),
         "tabs": tabs,
-        "status": status,
-        "q": q,
+        "filters": filters,
+        "filter_errors": form.error_messages(),
+        "sort_window": window,
+        "sort_choices": SORT_LABELS.items(),
+        "headers": sort_headers(filters),
+        "stores": _with_current(distinct_values("store"), filters.store),
+        "collections": _with_current(distinct_values("collection"), filters.collection),
+        "list_url": request.get_full_path(),
         "can_operate": may_operate,
     }
     if _htmx_target(request) == "jobs-panel":
-        return render(request, "dashboard/_jobs_panel.html", context)
+        response = render(request, "dashboard/_jobs_panel.html", context)
+        if request.htmx.trigger != "jobs-refresh":  # the live refresh keeps the address as it is
+            # The address bar shows the list as its links write it: no empty fields of the form.
+            page_param = f"page={page.number}" if page.number > 1 else ""
+            query = "&".join(part for part in (filters.query(), page_param) if part)
+            base = reverse("dashboard:job-list")
+            push_url(response, f"{base}?{query}" if query else base)
+        return response
     if may_operate:
         context["form"] = NewJobForm()
     return render(request, "dashboard/job_list.html", context)
+
+
+def _with_current(values: list[str], current: str) -> list[str]:
+    """The filter's choices, with the chosen one even if it is past the list's limit."""
+    return values if not current or current in values else [*values, current]
 
 
 # -- creating a job --------------------------------------------------------------------------
@@ -131,7 +148,17 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 
 @page(OPERATE)
 def job_new(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "dashboard/job_new.html", {"form": NewJobForm()})
+    """The New job form; `?from=<id>` prefills it with a finished job's settings (a re-run)."""
+    rerun_of = request.GET.get("from")
+    if rerun_of is None:
+        return render(request, "dashboard/job_new.html", {"form": NewJobForm()})
+    try:
+        initial = rerun_initial(rerun_of)
+    except RerunRefused as exc:
+        context = {"form": NewJobForm(), "rerun_error": str(exc)}
+        return render(request, "dashboard/job_new.html", context, status=exc.status)
+    context = {"form": NewJobForm(initial=initial), "rerun_of": int(rerun_of)}
+    return render(request, "dashboard/job_new.html", context)
 
 
 @operate_action
@@ -173,14 +200,15 @@ def job_create(request: HtmxHttpRequest) -> HttpResponse:
 @vary_on_headers("HX-Request", "HX-Target")
 def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ReindexJob.objects.select_related("created_by", "retry_of"), pk=pk)
-    failures = failures_page(job, request.GET.get("fpage"))
-    context: dict[str, Any] = {
-        "job": job,
-        "failures": failures,
-        "failure_links": failure_page_links(failures),
-    }
-    if _htmx_target(request) == "failures":
+    if _htmx_target(request) == "failures":  # a page of the failures alone
+        failures = failures_page(job, request.GET.get("fpage"))
+        context: dict[str, Any] = {
+            "job": job,
+            "failures": failures,
+            "failure_links": failure_page_links(failures),
+        }
         return render(request, "dashboard/_failures.html", context)
+    context = failures_panel_context(job, request.GET.get("fpage"))
     context.update(
         r=job_context(job, can_operate=can_operate(request.user)),
         events=timeline_events(job),

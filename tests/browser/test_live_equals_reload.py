@@ -36,7 +36,7 @@ SETTLE_S = 8.0
 DEADLINE_MS = 60_000
 SQLITE_BUSY_MS = 20_000  # the project's own (reindexer/settings.py)
 TICKING = ("Rate", "ETA", "Elapsed", "Heartbeat")  # the progress block's <dt> labels
-TICKING_ROW_CELLS = (5, 6, 7, 8)  # rate, ETA, elapsed, heartbeat in a jobs row
+TICKING_ROW_CELLS = (6, 7, 8, 9)  # rate, ETA, elapsed, heartbeat in a jobs row (after select)
 
 # Reads a panel's text, with the fields that tick masked when asked; whitespace is collapsed so
 # that only what a reader sees is compared.

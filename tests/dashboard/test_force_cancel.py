@@ -143,7 +143,7 @@ def test_eta__unknown_in_the_row_and_the_detail_while_stalled(
     stalled = make_job(status="running", total=100, processed=10, heartbeat_age=STALE)
     live = make_job(status="running", total=100, processed=10, heartbeat_age=1)
     page = operator_client.get("/").content.decode()
-    eta_column = 6  # name, status, progress, processed, failed, rate, ETA
+    eta_column = 7  # select, name, status, progress, processed, failed, rate, ETA
     assert cells(row_of(page, stalled))[eta_column] == "—"
     assert cells(row_of(page, live))[eta_column] != "—"
     block = progress_of(operator_client.get(f"/jobs/{stalled.pk}/").content.decode(), stalled)
