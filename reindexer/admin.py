@@ -1,28 +1,48 @@
-"""Admin for jobs, failures and events: read-only records; changes go through reindexer.jobs."""
+"""Admin for jobs, failures, events and workers: read-only records; changes go through
+reindexer.jobs.
+
+Built for volume: no page sorts or scans a whole table on every request. The lists order by an
+index, their filters offer fixed choices (no DISTINCT over every row, no month hierarchy), and a
+job's page shows only its latest failures and events, linking out to the rest.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Q, QuerySet, TextField
+from django.db.models import Model, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from reindexer import telemetry
+from reindexer.embedders import EMBEDDERS
 from reindexer.errors import SpecError
-from reindexer.jobs import cancel_job, force_cancel_job, retry_failed
-from reindexer.models import BATCH_COUNTERS, BatchFailure, InvalidTransition, JobEvent, ReindexJob
+from reindexer.jobs import cancel_job, force_cancel_job, resume_job, retry_failed
+from reindexer.models import (
+    BATCH_COUNTERS,
+    BatchFailure,
+    InvalidTransition,
+    JobEvent,
+    ReindexJob,
+    WorkerProcess,
+)
 from reindexer.permissions import can_operate
 from reindexer.presenter import present, status_label
+from reindexer.stores import STORES
 
-# Inlines render every row on the job's page; beyond this, the failure list is the place to look.
-INLINE_LIMIT = 50
+# A job's page shows this many of its latest failures and events; the changelists hold the rest.
+INLINE_LIMIT = 20
+
+# The query parameter of the failures and events changelists that narrows them to one job.
+JOB_FILTER = "job__exact"
 
 
 def _actor(request: HttpRequest) -> AbstractBaseUser | None:
@@ -41,26 +61,63 @@ class _ReadOnlyMixin:
 
 
 if TYPE_CHECKING:
-    _InlineFormSet = BaseInlineFormSet[BatchFailure, ReindexJob, Any]
+    _InlineFormSet = BaseInlineFormSet[Any, ReindexJob, Any]
     _FailureInline = admin.TabularInline[BatchFailure, ReindexJob]
     _EventInline = admin.TabularInline[JobEvent, ReindexJob]
     _JobAdmin = admin.ModelAdmin[ReindexJob]
     _FailureAdmin = admin.ModelAdmin[BatchFailure]
     _EventAdmin = admin.ModelAdmin[JobEvent]
+    _WorkerAdmin = admin.ModelAdmin[WorkerProcess]
 else:  # the stubs' generics are not subscriptable at run time
     _InlineFormSet = BaseInlineFormSet
     _FailureInline = _EventInline = admin.TabularInline
-    _JobAdmin = _FailureAdmin = _EventAdmin = admin.ModelAdmin
+    _JobAdmin = _FailureAdmin = _EventAdmin = _WorkerAdmin = admin.ModelAdmin
 
 
-class _LimitedInlineFormSet(_InlineFormSet):
-    def get_queryset(self) -> QuerySet[BatchFailure]:
-        return super().get_queryset()[:INLINE_LIMIT]
+class _LatestInlineFormSet(_InlineFormSet):
+    """The job's latest INLINE_LIMIT rows, oldest of them first, read once.
+
+    Django indexes the formset's queryset once per form; a queryset sliced afresh on each call
+    ran one query per row shown.
+    """
+
+    latest_order: tuple[str, ...] = ()
+    related_name = ""  # the job's accessor of these rows
+    changelist = ""  # the admin URL name of all of them
+
+    def get_queryset(self) -> Any:
+        if not hasattr(self, "_latest"):
+            newest = super().get_queryset().order_by(*self.latest_order)[:INLINE_LIMIT]
+            self._latest = list(newest)[::-1]
+        return self._latest
+
+    @cached_property
+    def total_count(self) -> int:
+        return int(getattr(self.instance, self.related_name).count())
+
+    @property
+    def shown_count(self) -> int:
+        return len(self.get_queryset())
+
+    @property
+    def changelist_url(self) -> str:
+        return f"{reverse(self.changelist)}?{JOB_FILTER}={self.instance.pk}"
+
+
+class _LatestFailures(_LatestInlineFormSet):
+    latest_order = ("-batch_number", "-id")
+    related_name, changelist = "failures", "admin:reindexer_batchfailure_changelist"
+
+
+class _LatestEvents(_LatestInlineFormSet):
+    latest_order = ("-at", "-id")
+    related_name, changelist = "events", "admin:reindexer_jobevent_changelist"
 
 
 class BatchFailureInline(_ReadOnlyMixin, _FailureInline):
     model = BatchFailure
-    formset = _LimitedInlineFormSet
+    formset = _LatestFailures
+    template = "admin/reindexer/reindexjob/latest_inline.html"
     fields = readonly_fields = (
         "batch_number",
         "error_type",
@@ -74,7 +131,11 @@ class BatchFailureInline(_ReadOnlyMixin, _FailureInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    verbose_name_plural = f"Batch failures (first {INLINE_LIMIT})"
+    verbose_name_plural = f"Batch failures (the latest {INLINE_LIMIT})"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BatchFailure]:
+        # A traceback or a preview can run to kilobytes, and the inline shows neither.
+        return super().get_queryset(request).defer("traceback", "preview", "locator")
 
     @admin.display(description="Docs")
     def doc_count(self, obj: BatchFailure) -> int:
@@ -83,9 +144,43 @@ class BatchFailureInline(_ReadOnlyMixin, _FailureInline):
 
 class JobEventInline(_ReadOnlyMixin, _EventInline):
     model = JobEvent
+    formset = _LatestEvents
+    template = "admin/reindexer/reindexjob/latest_inline.html"
     fields = readonly_fields = ("at", "kind", "actor", "detail")
     extra = 0
     can_delete = False
+    verbose_name_plural = f"Events (the latest {INLINE_LIMIT})"
+
+
+class _BackendFilter(admin.SimpleListFilter):
+    """Jobs by the backend their spec names (`flaky(...)`, `openai:MODEL` included).
+
+    Its choices are the registry's names: Django's default for a char field runs a DISTINCT
+    over every job on each page of the list.
+    """
+
+    registry: Iterable[str]
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in sorted(self.registry)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        name, field = self.value(), str(self.parameter_name)
+        if name is None:
+            return queryset
+        with_options = Q(**{f"{field}__startswith": f"{name}("})
+        with_argument = Q(**{f"{field}__startswith": f"{name}:"})
+        return queryset.filter(Q(**{field: name}) | with_options | with_argument)
+
+
+class StoreFilter(_BackendFilter):
+    title = parameter_name = "store"
+    registry = STORES
+
+
+class EmbedderFilter(_BackendFilter):
+    title = parameter_name = "embedder"
+    registry = EMBEDDERS
 
 
 @admin.register(ReindexJob)
@@ -103,10 +198,15 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
         "created_at",
     )
     list_display_links = ("id", "name")
-    list_filter = ("status", "store", "embedder")
+    # A date range, not a date_hierarchy: its month links ran a DISTINCT over every job.
+    list_filter = ("status", StoreFilter, EmbedderFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("name", "source", "collection", "worker")
-    date_hierarchy = "created_at"
-    actions = ("cancel_jobs", "force_cancel_jobs", "retry_failed_jobs")
+    # The index reindexjob_created_order; and no second COUNT of the whole table when filtered.
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    # Rendering a row (its checkbox widget above all) is most of the page's time.
+    list_per_page = 50
+    actions = ("cancel_jobs", "force_cancel_jobs", "retry_failed_jobs", "resume_jobs")
     inlines = (JobEventInline, BatchFailureInline)
     fieldsets = (
         (None, {"fields": ("name", "status_display", "progress_display", "error")}),
@@ -147,6 +247,15 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
             },
         ),
     )
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> ReindexJob | None:
+        # The change page shows both relations: one join rather than a query each.
+        if from_field is not None:
+            return super().get_object(request, object_id, from_field)
+        queryset = self.get_queryset(request).select_related("retry_of", "created_by")
+        return queryset.filter(pk=object_id).first() if str(object_id).isdigit() else None
 
     def get_readonly_fields(self, request: HttpRequest, obj: ReindexJob | None = None) -> list[str]:
         # Every field: a bare save() would bypass the guarded transitions.
@@ -203,6 +312,11 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     def force_cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
         self._each(request, queryset, force_cancel_job, "Force-cancelled {} job(s).")
 
+    # Only failed jobs: queued again to continue from their checkpoint.
+    @admin.action(description="Resume", permissions=["operate"])
+    def resume_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
+        self._each(request, queryset, resume_job, "Resumed {} job(s) from their checkpoint.")
+
     @admin.action(description="Retry failed", permissions=["operate"])
     def retry_failed_jobs(self, request: HttpRequest, queryset: QuerySet[ReindexJob]) -> None:
         for job in queryset:
@@ -214,6 +328,31 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
                 self.message_user(request, f"#{job.pk}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"#{job.pk}: failures queued as job #{retry.pk}.")
+
+
+def _by_job_first(request: HttpRequest, by_job: tuple[str, ...]) -> tuple[str, ...]:
+    """One job's rows in `by_job` order (its index); all jobs' newest first, by primary key,
+    as no index on the whole table matches the per-job order."""
+    return by_job if JOB_FILTER in request.GET else ("-id",)
+
+
+class _ErrorTypeFilter(admin.SimpleListFilter):
+    """The error types of the job filtered by (its index), or of every failure otherwise."""
+
+    title = "error type"
+    parameter_name = "error_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        failures = BatchFailure.objects.order_by()
+        job = request.GET.get(JOB_FILTER, "")
+        if job.isdigit():
+            failures = failures.filter(job_id=int(job))
+        types = failures.values_list("error_type", flat=True).distinct()
+        return [(name, name) for name in sorted(types)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(error_type=value)
 
 
 @admin.register(BatchFailure)
@@ -233,8 +372,10 @@ class BatchFailureAdmin(_ReadOnlyMixin, _FailureAdmin):
         "created_at",
         "resolved_at",
     )
-    list_filter = ("transient", ("resolved_at", admin.EmptyFieldListFilter), "error_type")
+    list_filter = ("transient", ("resolved_at", admin.EmptyFieldListFilter), _ErrorTypeFilter)
     list_select_related = ("job",)
+    show_full_result_count = False
+    list_per_page = 50
     search_fields = ("error_type", "message", "job__name")
     search_help_text = "Error type, message, job name, or a document id."
     fields = (
@@ -250,6 +391,9 @@ class BatchFailureAdmin(_ReadOnlyMixin, _FailureAdmin):
         "resolved_at",
     )
     readonly_fields = fields
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        return _by_job_first(request, ("batch_number", "id"))
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[BatchFailure], search_term: str
@@ -288,8 +432,36 @@ class BatchFailureAdmin(_ReadOnlyMixin, _FailureAdmin):
 @admin.register(JobEvent)
 class JobEventAdmin(_ReadOnlyMixin, _EventAdmin):
     list_display = ("at", "job", "kind", "actor", "detail")
-    list_filter = ("kind",)
+    # A date range, not a date_hierarchy: its links ran a DISTINCT over every event.
+    list_filter = ("kind", ("at", admin.DateFieldListFilter))
     list_select_related = ("job",)
+    show_full_result_count = False
     search_fields = ("actor", "detail", "job__name")
-    date_hierarchy = "at"
     readonly_fields = ("job", "at", "kind", "actor", "detail")
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        return _by_job_first(request, ("-at", "-id"))
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(_ReadOnlyMixin, _WorkerAdmin):
+    """The worker registry, as the workers keep it: to look at, never to edit."""
+
+    list_display = (
+        "name",
+        "host",
+        "pid",
+        "heartbeat_at",
+        "current_job",
+        "jobs_done",
+        "started_at",
+        "stopped_at",
+    )
+    list_filter = (("stopped_at", admin.EmptyFieldListFilter),)
+    list_select_related = ("current_job",)
+    show_full_result_count = False
+    search_fields = ("name", "host")
+    fields = readonly_fields = list_display
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

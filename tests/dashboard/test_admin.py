@@ -168,3 +168,98 @@ def test_admin_delete__only_finished_jobs(admin_client: Client, make_job) -> Non
     running, done = make_job(status="running"), make_job(status="completed")
     assert admin_client.get(f"{CHANGELIST}{running.pk}/delete/").status_code == 403
     assert admin_client.get(f"{CHANGELIST}{done.pk}/delete/").status_code == 200
+
+
+def test_admin_resume_action__queues_failed_jobs_and_reports_each_refusal(
+    admin_client: Client, make_job
+) -> None:
+    failed, done = make_job(status="failed", processed=3), make_job(status="completed")
+    text = _act(admin_client, "resume_jobs", failed, done).content.decode()
+    failed.refresh_from_db(), done.refresh_from_db()
+    assert failed.status == JobStatus.PENDING
+    assert failed.processed_docs == 3, "resumed with its counters"
+    assert failed.events.filter(kind=EventKind.RESUMED, actor="admin").exists()
+    assert done.status == JobStatus.COMPLETED
+    assert "Resumed 1 job(s) from their checkpoint." in text
+    assert f"#{done.pk}: job {done.pk} cannot be resumed: it is completed" in text
+
+
+def test_admin_resume_action__needs_the_operate_permission(client: Client, make_job) -> None:
+    from django.contrib.auth.models import Permission
+
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_reindexjob"))
+    client.force_login(staff)
+    failed = make_job(status="failed")
+    assert "resume_jobs" not in client.get(CHANGELIST).content.decode()
+    _act(client, "resume_jobs", failed)
+    assert ReindexJob.objects.get(pk=failed.pk).status == JobStatus.FAILED
+    staff.user_permissions.add(Permission.objects.get(codename="operate_reindexjob"))
+    assert "resume_jobs" in client.get(CHANGELIST).content.decode()
+    _act(client, "resume_jobs", failed)
+    assert ReindexJob.objects.get(pk=failed.pk).status == JobStatus.PENDING
+
+
+WORKERS = "/admin/reindexer/workerprocess/"
+
+
+def _worker(make_job, **fields):
+    from django.utils import timezone
+
+    from reindexer.models import WorkerProcess
+
+    values = {
+        "name": "worker-a",
+        "host": "host-1",
+        "pid": 4242,
+        "started_at": timezone.now(),
+        "heartbeat_at": timezone.now(),
+        "current_job": make_job(status="running"),
+        "jobs_done": 7,
+    }
+    return WorkerProcess.objects.create(**{**values, **fields})
+
+
+def test_admin_workers__listed_with_their_current_job_and_read_only(
+    admin_client: Client, make_job
+) -> None:
+    from reindexer.models import WorkerProcess
+
+    worker = _worker(make_job, name="worker <a>")
+    html = admin_client.get(WORKERS).content.decode()
+    assert escape("worker <a>") in html and "host-1" in html and "4242" in html
+    assert escape(str(worker.current_job)) in html
+    page = admin_client.get(f"{WORKERS}{worker.pk}/change/").content.decode()
+    assert readonly_value(page, "jobs_done") == "7"
+    assert 'name="pid"' not in page
+    assert admin_client.get(f"{WORKERS}add/").status_code == 403
+    assert admin_client.get(f"{WORKERS}{worker.pk}/delete/").status_code == 403
+    admin_client.post(f"{WORKERS}{worker.pk}/change/", {"pid": 1, "name": "x"})
+    assert WorkerProcess.objects.get(pk=worker.pk).pid == 4242
+
+
+def test_admin_workers__need_the_view_permission(client: Client, make_job) -> None:
+    from django.contrib.auth.models import Permission
+
+    worker = _worker(make_job)
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(WORKERS).status_code == 403
+    assert client.get(f"{WORKERS}{worker.pk}/change/").status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_workerprocess"))
+    assert client.get(WORKERS).status_code == 200
+    assert client.get(f"{WORKERS}{worker.pk}/change/").status_code == 200
+
+
+def test_admin_job_samples__have_no_page_of_their_own(admin_client: Client) -> None:
+    assert admin_client.get("/admin/reindexer/jobsample/").status_code == 404
+    assert "jobsample" not in admin_client.get("/admin/").content.decode()
+
+
+def test_admin_job_list__has_no_month_hierarchy_but_a_date_filter(
+    admin_client: Client, make_job
+) -> None:
+    make_job()
+    html = admin_client.get(CHANGELIST).content.decode()
+    assert 'class="toplinks"' not in html, "the date hierarchy's bar"
+    assert "created_at__gte=" in html, "the created date filter's links"
