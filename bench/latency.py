@@ -13,6 +13,11 @@ For each mode (the default set-up: in-memory layer + the database relay; and Red
       time a coalesced commit waits for the next push, so it is the staleness a user sees).
 (b) cancel: from the click on "Cancel" (in the page's clock) to the worker's `cancelled` event, and
     to the page showing data-status="cancelled"; compared with the measured batch duration.
+
+Environment (all optional):
+- REINDEXER_BENCH_REDIS_URL: the Redis of the "redis" mode (default redis://127.0.0.1:6379/15);
+- REINDEXER_BENCH_SOURCE_ROOTS: extra source roots after the throwaway data dir (`:`-separated);
+  an inherited REINDEXER_SOURCE_ROOTS is replaced, as the bench reads only its own corpus.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-REDIS_URL = "redis://127.0.0.1:6379/15"  # the benchmark's own database on the local server
+# The benchmark's own database on the local server, unless told another.
+REDIS_URL = os.environ.get("REINDEXER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway user in a throwaway database
 TARGETS_P95 = {"redis": 0.250, "relay": 1.0}
 
@@ -54,7 +60,12 @@ def setup_django(data_dir: Path) -> None:
     os.environ.update(
         DJANGO_SETTINGS_MODULE="reindexer.settings",
         REINDEXER_DATA_DIR=str(data_dir),
-        REINDEXER_SOURCE_ROOTS=str(data_dir),
+        REINDEXER_SOURCE_ROOTS=":".join(
+            [
+                str(data_dir),
+                *filter(None, os.environ.get("REINDEXER_BENCH_SOURCE_ROOTS", "").split(":")),
+            ]
+        ),
         DATABASE_URL=f"sqlite:///{data_dir / 'bench.sqlite3'}",
         # This process queries the database while Playwright's sync API holds a loop; the servers
         # started below do not get this variable.

@@ -8,12 +8,16 @@ running jobs on the jobs list socket, `--messages` progress messages a job, one 
 consumer's limit is one push per job per MIN_PUSH_INTERVAL), and a burst of 20 messages at once
 to one job's socket. Through the real ASGI application and channel layer, on a throwaway SQLite
 database.
+
+Environment (optional): REINDEXER_BENCH_SOURCE_ROOTS, extra source roots after the throwaway data
+dir; an inherited REINDEXER_SOURCE_ROOTS is replaced. No Redis is used.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -31,7 +35,12 @@ def setup_django(data_dir: Path) -> None:
     os.environ.update(
         DJANGO_SETTINGS_MODULE="reindexer.settings",
         REINDEXER_DATA_DIR=str(data_dir),
-        REINDEXER_SOURCE_ROOTS=str(data_dir),
+        REINDEXER_SOURCE_ROOTS=":".join(
+            [
+                str(data_dir),
+                *filter(None, os.environ.get("REINDEXER_BENCH_SOURCE_ROOTS", "").split(":")),
+            ]
+        ),
         DATABASE_URL=f"sqlite:///{data_dir / 'bench.sqlite3'}",
     )
     os.environ.pop("REDIS_URL", None)
@@ -64,6 +73,7 @@ def running_job(name: str) -> int:
     return ReindexJob.objects.create(
         name=name,
         source="jsonl:docs.jsonl",
+        collection=f"push-rate-{uuid.uuid4().hex}",  # one running job per collection
         status=JobStatus.RUNNING,
         total_docs=100,
         lease_token=uuid.uuid4(),
@@ -109,6 +119,7 @@ async def steady(cookie: bytes, messages: int, interval: float) -> None:
 
     jobs = [await database_sync_to_async(running_job)(f"steady-{n}") for n in (1, 2)]
     communicator = await socket("/ws/jobs/", cookie)
+    await communicator.send_to(text_data=json.dumps({"shown": jobs}))  # as live.js does
     received: list[tuple[float, str]] = []
     collector = asyncio.create_task(collect(communicator, received))
     layer = get_channel_layer()
@@ -135,7 +146,7 @@ async def steady(cookie: bytes, messages: int, interval: float) -> None:
 async def burst(cookie: bytes, messages: int) -> None:
     from channels.layers import get_channel_layer
 
-    from dashboard.consumers import MIN_PUSH_INTERVAL
+    from dashboard.fanout import MIN_PUSH_INTERVAL
     from dashboard.relay import database_sync_to_async
     from reindexer.progress import job_group, progress_message
 
@@ -145,7 +156,8 @@ async def burst(cookie: bytes, messages: int) -> None:
     received: list[tuple[float, str]] = []
     collector = asyncio.create_task(collect(communicator, received))
     layer = get_channel_layer()
-    for _ in range(messages):
+    for i in range(messages):
+        await database_sync_to_async(set_processed)(job_id, i + 1)  # each a new state
         await layer.group_send(job_group(job_id), progress_message(job_id))
     await asyncio.sleep(QUIET_SECONDS)
     collector.cancel()
@@ -154,7 +166,7 @@ async def burst(cookie: bytes, messages: int) -> None:
 
 
 async def run(messages: int, interval: float) -> None:
-    from dashboard.consumers import MIN_PUSH_INTERVAL
+    from dashboard.fanout import MIN_PUSH_INTERVAL
     from dashboard.relay import database_sync_to_async
 
     cookie = await database_sync_to_async(session_cookie)()

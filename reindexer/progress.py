@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from functools import partial
@@ -31,8 +32,13 @@ def job_group(job_id: int) -> str:
     return f"job-{job_id}"
 
 
-def progress_message(job_id: int) -> dict[str, Any]:
-    return {"type": PROGRESS_MESSAGE, "job_id": job_id}
+def progress_message(job_id: int, *, stamp: str | None = None) -> dict[str, Any]:
+    """A job's progress message; `stamp` names one publication sent to several groups, so that a
+    process receiving it through more than one pushes it once."""
+    message: dict[str, Any] = {"type": PROGRESS_MESSAGE, "job_id": job_id}
+    if stamp is not None:
+        message["stamp"] = stamp
+    return message
 
 
 def crosses_processes(layer: Any) -> bool:
@@ -42,7 +48,7 @@ def crosses_processes(layer: Any) -> bool:
 
 async def send_job_message(layer: Any, job_id: int) -> None:
     """Send `job_id`'s progress message to its own group (detail pages) and to the jobs list's."""
-    message = progress_message(job_id)
+    message = progress_message(job_id, stamp=uuid.uuid4().hex)
     await layer.group_send(job_group(job_id), message)
     await layer.group_send(JOBS_GROUP, message)
 

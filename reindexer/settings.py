@@ -226,7 +226,16 @@ def _channel_layers() -> dict[str, Any]:
         return {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [REINDEXER.redis_url]},
+                "CONFIG": {
+                    "hosts": [REINDEXER.redis_url],
+                    # One member per web process (dashboard.fanout), re-joined on its tick every
+                    # few seconds: a killed process drops out of the groups within this time.
+                    "group_expiry": int(os.environ.get("REINDEXER_CHANNEL_GROUP_EXPIRY", "120")),
+                    # A message is only a job id and stale within seconds; the hub's channel
+                    # takes every job's messages, so it may hold a burst of them.
+                    "expiry": 10,
+                    "capacity": 1000,
+                },
             }
         }
     # Without Redis, the in-memory layer serves only in-process fan-out; the consumers' database

@@ -73,8 +73,6 @@ KNOWN_ERRORS: dict[str, tuple[str, ...]] = {
     "test_csp__login_list_live_job_and_admin_run_without_a_violation": (
         "Executing inline script violates",
     ),
-    # An open defect: htmx applies an inline style on the list page in this flow (cause unknown).
-    "test_dashboard__live_progress_cancel_and_failure_traceback": ("Applying inline style",),
 }
 
 

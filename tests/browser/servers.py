@@ -100,6 +100,28 @@ class Stack:
     base_url: str
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    startup_timeout: float = 30.0
+
+    def start_daphne(self) -> None:
+        """Start daphne on the stack's port (again, after kill_daphne)."""
+        argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port)]
+        name = "daphne" if "daphne" not in self.processes else f"daphne-{len(self.processes)}"
+        self.processes[name] = daphne = _spawn(
+            name, [*argv, "reindexer.asgi:application"], self.env, self.log_dir
+        )
+        try:
+            _wait_for_port(self.port, daphne, self.startup_timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{self.logs()}") from None
+
+    def kill_daphne(self) -> None:
+        """SIGKILL every daphne of the stack: its sockets drop, nothing is cleaned up."""
+        for name, process in self.processes.items():
+            if name.startswith("daphne") and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
 
     def logs(self) -> str:
         parts = []
@@ -160,14 +182,14 @@ def running_stack(
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
     }
-    stack = Stack(base_url=f"http://127.0.0.1:{port}", log_dir=log_dir)
+    stack = Stack(
+        base_url=f"http://127.0.0.1:{port}",
+        log_dir=log_dir,
+        port=port,
+        env=env,
+        startup_timeout=startup_timeout,
+    )
     try:
-        stack.processes["daphne"] = daphne = _spawn(
-            "daphne",
-            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "reindexer.asgi:application"],
-            env,
-            log_dir,
-        )
         if worker:
             stack.processes["worker"] = _spawn(
                 "worker",
@@ -175,10 +197,7 @@ def running_stack(
                 env,
                 log_dir,
             )
-        try:
-            _wait_for_port(port, daphne, startup_timeout)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{stack.logs()}") from None
+        stack.start_daphne()
         yield stack
     finally:
         for name, process in reversed(stack.processes.items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,8 +15,8 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.test import Client
 
-from dashboard import relay
-from dashboard.consumers import TICK_TASK_PREFIX
+from dashboard import fanout, relay
+from dashboard.fanout import TICK_TASK_PREFIX
 from tests.live.redis_check import redis_url_or_fail
 
 REDIS_DB = 13  # the consumer tests' own database on the local server
@@ -77,6 +78,7 @@ async def open_socket(application: Any) -> AsyncIterator[Connect]:
         assert layer.groups == {}, f"sockets left groups behind: {layer.groups}"
         await layer.flush()
     assert not relay.relay.running, "the relay outlived the last socket"
+    assert not fanout.hub.group_names, "the hub still follows groups after the last socket"
 
 
 async def receive_all(communicator: WebsocketCommunicator, quiet: float = 0.5) -> list[str]:
@@ -106,3 +108,20 @@ async def redis_layer(settings: Any) -> AsyncIterator[dict[str, Any]]:
     assert isinstance(layer, RedisChannelLayer)
     await layer.flush()
     await layer.close_pools()
+
+
+TILES_FRAME = '<section id="summary-tiles"'
+
+
+async def show(communicator: WebsocketCommunicator, *job_ids: int) -> None:
+    """What live.js does on a list page: tell the socket which job rows the page shows."""
+    await communicator.send_to(text_data=json.dumps({"shown": list(job_ids)}))
+    await asyncio.sleep(0.05)  # handled before the pushes that follow
+
+
+async def receive_rows(communicator: WebsocketCommunicator, timeout: float = 5) -> str:
+    """The next list frame other than the summary tiles (pushed apart, on every change)."""
+    while True:
+        frame: str = await communicator.receive_from(timeout=timeout)
+        if not frame.startswith(TILES_FRAME):
+            return frame

@@ -20,7 +20,7 @@ from dashboard import relay
 from dashboard.relay import database_sync_to_async
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group, progress_message
-from tests.live.conftest import Connect, receive_all
+from tests.live.conftest import TILES_FRAME, Connect, receive_all, receive_rows, show
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -31,6 +31,7 @@ def make_job(name: str = "job", status: str = JobStatus.PENDING, processed: int 
     job = ReindexJob.objects.create(
         name=name,
         source="jsonl:docs.jsonl",
+        collection=f"c-{name}",  # one writer per collection: running jobs need their own
         status=status,
         total_docs=100,
         processed_docs=processed,
@@ -129,21 +130,25 @@ async def test_list_socket__catches_up_on_connect_by_refreshing_the_panel(
     frame = await communicator.receive_from(timeout=2)
     assert 'id="jobs-refresh"' in frame and 'hx-trigger="load"' in frame
     assert "job-row-" not in frame
+    assert 'id="summary-tiles"' in frame  # outside the panel: sent with the catch-up
     assert await communicator.receive_nothing(timeout=0.3)
-    # The jobs it counted as shown then get their rows pushed, not another refresh.
+    # The jobs it counted as seen, once the page shows them, get their rows, not a refresh.
+    await show(communicator, running)
     await set_processed(running, 55)
     await group_send(JOBS_GROUP, running)
-    pushed = await communicator.receive_from(timeout=5)
+    pushed = await receive_rows(communicator)
     assert progress_of(pushed, running) == 55
     assert 'id="jobs-refresh"' not in pushed
 
 
-async def test_list_socket__with_no_jobs_sends_nothing_on_connect(
+async def test_list_socket__with_no_jobs_sends_only_the_summary_tiles_on_connect(
     open_socket: Connect, viewer_cookie: bytes
 ) -> None:
     communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
     connected, _ = await communicator.connect()
     assert connected
+    frame = await communicator.receive_from(timeout=2)
+    assert frame.startswith(TILES_FRAME) and "jobs-refresh" not in frame
     assert await communicator.receive_nothing(timeout=0.3)
 
 
@@ -175,13 +180,13 @@ async def test_group_message__pushes_the_rendered_row_out_of_band(
     assert (await detail.connect())[0]
     await listing.receive_from(timeout=2)
     await detail.receive_from(timeout=2)
-    await asyncio.sleep(0.25)  # past the coalescing window of the initial state
+    await show(listing, job_id)
 
     await set_processed(job_id, 30)
     await group_send(JOBS_GROUP, job_id)
     await group_send(job_group(job_id), job_id)
 
-    row = await listing.receive_from(timeout=2)
+    row = await receive_rows(listing)
     assert re.search(rf'<tr id="job-row-{job_id}"[^>]*hx-swap-oob="true"', row)
     assert "job-progress-" not in row
     block = await detail.receive_from(timeout=2)
@@ -220,6 +225,7 @@ async def test_steady_messages__are_coalesced_per_job_and_end_with_the_final_sta
     communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
     assert (await communicator.connect())[0]
     await communicator.receive_from(timeout=2)
+    await show(communicator, first, second)
     await asyncio.sleep(0.25)
 
     writes = 50
@@ -252,10 +258,11 @@ async def test_relay__pushes_a_change_written_outside_the_consumer(
     assert (await communicator.connect())[0]
     await communicator.receive_from(timeout=2)
     assert relay.relay.running
+    await show(communicator, job_id)
 
     await set_processed(job_id, 64)  # no group_send: only the relay can notice
 
-    frame = await communicator.receive_from(timeout=2)
+    frame = await receive_rows(communicator)
     assert progress_of(frame, job_id) == 64
     await communicator.disconnect()
     assert not relay.relay.running

@@ -80,6 +80,8 @@ async def test_job_socket__unchanged_panels__are_not_sent_again(
     for element_id in ("job-settings", "job-timeline", "job-failures", "job-progress"):
         assert f'id="{element_id}-{job_id}"' in initial
 
+    # A batch commit changes the progress block only.
+    await database_sync_to_async(ReindexJob.objects.filter(pk=job_id).update)(processed_docs=20)
     await push(job_id)
     frame = await communicator.receive_from(timeout=2)
     ids = re.findall(r'^<\w+ (?:class="[^"]*" )?id="([\w-]+)"', frame, re.M)

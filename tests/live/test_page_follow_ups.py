@@ -13,7 +13,7 @@ from reindexer.jobs import create_job
 from reindexer.models import EventKind, JobStatus, ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group, progress_message
 from reindexer.specs import JobSpec
-from tests.live.conftest import Connect
+from tests.live.conftest import Connect, receive_rows, show
 from tests.live.test_consumers import make_job, set_processed
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -42,7 +42,7 @@ async def test_list_socket__job_queued_elsewhere__asks_the_page_to_refresh_its_p
 
     newcomer = await make_job("queued from the command line")
     await get_channel_layer().group_send(JOBS_GROUP, progress_message(newcomer))
-    frame = await communicator.receive_from(timeout=2)
+    frame = await receive_rows(communicator)
     # Only the refresh: the page has no row to replace yet, and the refreshed panel brings it.
     assert f'id="job-row-{newcomer}"' not in frame
     assert REFRESH in frame and 'hx-get=""' in frame and 'hx-target="#jobs-panel"' in frame
@@ -55,14 +55,15 @@ async def test_list_socket__progress_alone__does_not_refresh_but_a_state_change_
     communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
     assert (await communicator.connect())[0]
     await communicator.receive_from(timeout=2)
+    await show(communicator, job_id)
 
     await set_processed(job_id, 50)
     await get_channel_layer().group_send(JOBS_GROUP, progress_message(job_id))
-    assert REFRESH not in await communicator.receive_from(timeout=2)
+    assert REFRESH not in await receive_rows(communicator)
 
     await set_status(job_id, JobStatus.COMPLETED)
     await get_channel_layer().group_send(JOBS_GROUP, progress_message(job_id))
-    frame = await communicator.receive_from(timeout=2)
+    frame = await receive_rows(communicator)
     assert 'data-status="completed"' in frame
     assert REFRESH in frame
 
@@ -92,10 +93,11 @@ async def test_redis__job_queued_through_create_job__is_announced_to_open_lists(
     make_corpus(5)
     communicator = await open_socket("/ws/jobs/", cookie=viewer_cookie)
     assert (await communicator.connect())[0]
-    assert await communicator.receive_nothing(timeout=0.3)  # no jobs yet: no initial frame
+    # No jobs yet: only the summary tiles, no refresh.
+    assert "jobs-refresh" not in await communicator.receive_from(timeout=3)
 
     # Nothing else publishes: no worker runs, and the relay is off because Redis carries progress.
     job = await database_sync_to_async(create_job)(JobSpec(source="jsonl:docs.jsonl", name="new"))
-    frame = await communicator.receive_from(timeout=3)
+    frame = await receive_rows(communicator)
     assert f'id="job-row-{job.pk}"' not in frame  # the refreshed panel brings the row
     assert REFRESH in frame

@@ -23,7 +23,7 @@ from dashboard.relay import database_sync_to_async
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group, progress_message
 from tests.browser.servers import RedisServer, own_redis
-from tests.live.conftest import Connect
+from tests.live.conftest import Connect, show
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -161,6 +161,7 @@ async def test_the_jobs_list_socket__also_pauses_and_resumes_across_a_redis_rest
     connected, _ = await communicator.connect(timeout=DEADLINE)
     assert connected
     assert 'id="jobs-refresh"' in await communicator.receive_from(timeout=DEADLINE)
+    await show(communicator, job_id)
 
     own_layer.stop()
     await frame_with(communicator, PAUSED)

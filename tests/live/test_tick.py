@@ -1,4 +1,4 @@
-"""The per-socket tick: a dead worker writes nothing, yet its row must age and turn stalled."""
+"""The hub's tick: a dead worker writes nothing, yet its row must age and turn stalled."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from dashboard import consumers
+from dashboard import fanout
 from dashboard.relay import database_sync_to_async
 from reindexer import conf
 from reindexer.models import JobStatus, ReindexJob
-from tests.live.conftest import Connect, receive_all
+from tests.live.conftest import Connect, receive_all, show
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -26,7 +26,7 @@ STALLED_DEADLINE_SECONDS = 60
 @pytest.fixture
 def quick_tick(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     """Tick every 0.2 s, with a one-second lease."""
-    monkeypatch.setattr(consumers._JobPushConsumer, "tick_seconds", 0.2)
+    monkeypatch.setattr(fanout.Hub, "tick_seconds", 0.2)
     settings.REINDEXER = dataclasses.replace(conf.get(), lease_seconds=LEASE_SECONDS)
 
 
@@ -55,7 +55,7 @@ def tick_tasks() -> list[asyncio.Task[Any]]:
     return [
         task
         for task in asyncio.all_tasks()
-        if task.get_name().startswith(consumers.TICK_TASK_PREFIX) and not task.done()
+        if task.get_name().startswith(fanout.TICK_TASK_PREFIX) and not task.done()
     ]
 
 
@@ -68,6 +68,8 @@ async def test_tick__silent_dead_worker__job_turns_stalled_without_any_message(
     assert (await communicator.connect())[0]
     first = await communicator.receive_from(timeout=2)
     assert STALLED not in first
+    if path == "/ws/jobs/":
+        await show(communicator, job_id)
 
     # A generous deadline that ends as soon as the push comes: a busy machine only delays it.
     loop = asyncio.get_running_loop()
@@ -97,7 +99,7 @@ async def test_tick__finished_jobs_are_not_re_pushed(
     assert await receive_all(communicator, quiet=0.8) == []
 
 
-async def test_tick__stops_when_the_socket_disconnects(
+async def test_tick__one_per_process__stops_when_the_last_socket_disconnects(
     open_socket: Connect, viewer_cookie: bytes, quick_tick: None
 ) -> None:
     job_id = await running_job()
@@ -106,7 +108,7 @@ async def test_tick__stops_when_the_socket_disconnects(
     for communicator in (listing, detail):
         assert (await communicator.connect())[0]
         await communicator.receive_from(timeout=2)
-    assert len(tick_tasks()) == 2
+    assert len(tick_tasks()) == 1  # the hub's, whatever the number of sockets
 
     await listing.disconnect()
     assert len(tick_tasks()) == 1
