@@ -99,7 +99,10 @@ class JobSpec(BaseModel):
 
     source: Text = Field(
         max_length=SOURCE_MAX,
-        description="jsonl:FILE or directory:FOLDER, inside the allowed source roots.",
+        description=(
+            "jsonl:FILE or directory:FOLDER, inside the allowed source roots, or sql:TABLE "
+            "(columns id, text, metadata; rename them as sql:TABLE(id=COL,text=COL,metadata=COL))."
+        ),
         examples=["jsonl:docs.jsonl"],
     )
     embedder: Text = Field("hashing", max_length=EMBEDDER_MAX, description="An embedder spec.")

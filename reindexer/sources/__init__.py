@@ -1,4 +1,5 @@
-"""Sources by spec: `jsonl:PATH` and `directory:PATH`, paths checked against the allowed roots."""
+"""Sources by spec: `jsonl:PATH` and `directory:PATH`, paths checked against the allowed roots,
+and `sql:TABLE(...)`, a table of the database at REINDEXER_SQL_SOURCE_URL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from reindexer.sources.base import Source, SourceReader
 from reindexer.sources.directory import DirectorySource
 from reindexer.sources.jsonl import JsonlSource
 from reindexer.sources.paths import resolve_source_path
+from reindexer.sources.sql import SqlOptions, SqlSource
 
 __all__ = ["Source", "SourceReader", "SOURCES", "open_source"]
 
@@ -53,6 +55,14 @@ for _kind, _options, _source_class in (
         takes_arg=True,
         usage=f"{_kind}:PATH",
     )
+SOURCES.register(
+    "sql",
+    SqlOptions,
+    SqlSource,
+    takes_arg=True,
+    takes_items=True,
+    usage="sql:TABLE(id=COL,text=COL,metadata=COL)",
+)
 
 
 def open_source(spec: str) -> Source:

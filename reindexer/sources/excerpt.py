@@ -73,6 +73,9 @@ def excerpt(record: FailingRecord) -> Excerpt:
         resolved = SOURCES.resolve(record.source)
     except (SpecError, OSError) as exc:  # SourcePathError is a SpecError
         return Excerpt("", problem=f"The source cannot be read any more: {exc}")
+    if resolved.spec.name == "sql":  # rows, not lines: the failure's preview shows the row
+        table = resolved.options.table
+        return Excerpt(table, problem=f"A sql source has no lines to show: it reads table {table}.")
     path: Path = resolved.options.path
     try:
         if resolved.spec.name == "jsonl":
