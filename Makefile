@@ -63,8 +63,13 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/push_rate.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/chart.py
+	$(BIN)/python bench/sql_source.py
 	env -u DATABASE_URL $(BIN)/python bench/pages.py
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/pages.py
+	env -u DATABASE_URL $(BIN)/python bench/list_queries.py
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench_list $(BIN)/python bench/list_queries.py
+	env -u DATABASE_URL $(BIN)/python bench/queue_page.py
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench_queue $(BIN)/python bench/queue_page.py
 	env -u DATABASE_URL $(BIN)/python bench/api_bodies.py
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/api_bodies.py
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from reindexer.documents import MALFORMED_ERROR, Document, Malformed, preview_of
 from reindexer.embedders import Embedder, Vectors
-from reindexer.errors import ErrorKind, ReindexerError, classify, describe_fault
+from reindexer.errors import ErrorKind, ReindexerError, classify, describe_fault, retry_after
 from reindexer.stores import VectorStore
 
 
@@ -161,7 +161,8 @@ class BatchWriter:
                 if attempts <= self.policy.max_retries:
                     outcome.retries += 1
                     outcome.last_retried_error = f"{type(exc).__name__}: {exc}"
-                    self._sleep(self.policy.delay(attempts, self._rng))
+                    # A server's Retry-After is a floor: retrying sooner only earns another 429.
+                    self._sleep(max(self.policy.delay(attempts, self._rng), retry_after(exc)))
                     continue
             if len(docs) == 1:
                 doc = docs[0]

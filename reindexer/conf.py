@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -64,6 +64,17 @@ def _trace_url(name: str) -> str | None:
     return raw
 
 
+def _http_url(name: str) -> str | None:
+    """An http(s) base URL such as http://127.0.0.1:8080/v1, checked at start; None if unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True)
 class ReindexerSettings:
     data_dir: Path
@@ -81,6 +92,13 @@ class ReindexerSettings:
     https: bool = False
     # A trace viewer's URL with {trace_id}: the job page links its trace there; None: plain text.
     trace_url: str | None = None
+    # The database that `sql:` sources read (postgres:// or sqlite:///); None: `sql:` is refused.
+    # Out of the repr: the URL may hold a password.
+    sql_source_url: str | None = field(default=None, repr=False)
+    # An OpenAI-compatible embeddings server (`openai:MODEL`): base URL and key. The key is a
+    # secret: never in a repr, a spec, an event or an error.
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_environ(cls) -> ReindexerSettings:
@@ -109,6 +127,9 @@ class ReindexerSettings:
             ),
             https=_flag("REINDEXER_HTTPS", "DJANGO_SECURE"),
             trace_url=_trace_url("REINDEXER_TRACE_URL"),
+            sql_source_url=os.environ.get("REINDEXER_SQL_SOURCE_URL", "").strip() or None,
+            openai_base_url=_http_url("REINDEXER_OPENAI_BASE_URL"),
+            openai_api_key=os.environ.get("REINDEXER_OPENAI_API_KEY") or None,
         )
 
 

@@ -39,8 +39,27 @@ class TransientError(ReindexerError):
     """A failure worth retrying: timeout, rate limit, a connection that blinked."""
 
 
+class RateLimited(TransientError):
+    """The server asked to be left alone for `retry_after` seconds (HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PermanentError(ReindexerError):
     """A failure that retrying the same input will not fix."""
+
+
+class BackendFailed(ReindexerError):
+    """An embedder or store refused the whole job: no document causes it and waiting won't fix it.
+
+    `cause` is the operator's name for it (AUTH, DIMENSIONS, ...), as `store_fault` reports it.
+    """
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class ErrorKind(enum.Enum):
@@ -61,6 +80,9 @@ PERMISSION = "permission denied"
 NO_TABLE = "no such table"
 CORRUPT = "corrupt file"
 AUTH = "authentication failed"
+DIMENSIONS = "dimension mismatch"
+UNKNOWN_MODEL = "unknown model"
+BAD_RESPONSE = "bad response"
 
 _FATAL_ERRNOS = {
     errno.ENOSPC: DISK_FULL,
@@ -99,6 +121,10 @@ _FATAL_PHRASES = (
     ("database disk image is malformed", CORRUPT),
     ("file is not a database", CORRUPT),
     ("password authentication failed", AUTH),
+    # The collection was made for vectors of other dimensions (sqlite-vec; pgvector).
+    ("dimension mismatch for inserted vector", DIMENSIONS),
+    ("different vector dimensions", DIMENSIONS),
+    (" dimensions, not ", DIMENSIONS),
 )
 # Redis and other drivers name these by class; the names are specific enough within a driver.
 _FATAL_CLASS_NAMES = {"AuthenticationError": AUTH, "NoPermissionError": PERMISSION}
@@ -175,6 +201,8 @@ def _driver_class_names(exc: BaseException) -> set[str]:
 def store_fault(exc: BaseException) -> str | None:
     """The store-wide cause `exc` reports ("disk full", "read only", ...), or None."""
     for err in _chain(exc):
+        if isinstance(err, BackendFailed):
+            return err.cause
         for cls, cause in _FATAL_APSW.items():
             if isinstance(err, cls):
                 return cause
@@ -217,6 +245,14 @@ def classify(exc: BaseException) -> ErrorKind:
     if any(_looks_transient(err) for err in _chain(exc)):
         return ErrorKind.TRANSIENT
     return ErrorKind.DOCUMENT
+
+
+def retry_after(exc: BaseException) -> float:
+    """The seconds the failing server asked to wait before a retry; 0 when it asked nothing."""
+    for err in _chain(exc):
+        if isinstance(err, RateLimited) and err.retry_after is not None:
+            return err.retry_after
+    return 0.0
 
 
 def is_transient(exc: BaseException) -> bool:

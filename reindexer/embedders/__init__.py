@@ -1,15 +1,17 @@
-"""Embedders by spec: `hashing` now; model-based ones register here too."""
+"""Embedders by spec: `hashing`, and `openai:MODEL` for any OpenAI-compatible server."""
 
 from __future__ import annotations
 
 from reindexer.backends import NoOptions, Registry
 from reindexer.embedders.base import Embedder, Vectors
 from reindexer.embedders.hashing import HashingEmbedder
+from reindexer.embedders.openai import OpenAIOptions, open_openai
 
 __all__ = ["Embedder", "Vectors", "EMBEDDERS", "open_embedder", "validate_embedder"]
 
 EMBEDDERS: Registry[Embedder] = Registry("embedder")
 EMBEDDERS.register("hashing", NoOptions, lambda _: HashingEmbedder())
+EMBEDDERS.register("openai", OpenAIOptions, open_openai, takes_arg=True, usage="openai:MODEL")
 
 
 def validate_embedder(spec: str) -> None:

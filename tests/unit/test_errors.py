@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from reindexer.errors import (
+    DIMENSIONS,
     ErrorKind,
     PermanentError,
     TransientError,
@@ -27,6 +28,14 @@ from reindexer.errors import (
     describe_fault,
     is_store_fatal,
     is_transient,
+)
+from tests.openai_errors import (
+    openai_overloaded,
+    openai_rate_limited,
+    openai_unknown_model,
+    openai_unreachable,
+    openai_wrong_key,
+    sqlite_vec_other_dimensions,
 )
 
 
@@ -348,6 +357,12 @@ CASES = [
     pytest.param(psycopg_no_such_table, STORE, id="psycopg.UndefinedTable"),
     pytest.param(apsw_not_a_database, STORE, id="apsw.NotADBError-garbage-file"),
     pytest.param(apsw_malformed, STORE, id="apsw.CorruptError-malformed-page"),
+    pytest.param(openai_rate_limited, T, id="openai-embedder-429-retry-after"),
+    pytest.param(openai_overloaded, T, id="openai-embedder-503"),
+    pytest.param(openai_unreachable, T, id="openai-embedder-closed-port"),
+    pytest.param(openai_wrong_key, STORE, id="openai-embedder-401-wrong-key"),
+    pytest.param(openai_unknown_model, STORE, id="openai-embedder-404-unknown-model"),
+    pytest.param(sqlite_vec_other_dimensions, STORE, id="sqlite-vec-other-dimensions"),
 ]
 
 
@@ -373,6 +388,7 @@ def test_classify__sorts_real_errors_into_transient_store_wide_and_document(
         (apsw_read_only, "read only"),
         (apsw_no_such_table, "no such table"),
         (apsw_malformed, "corrupt file"),
+        (sqlite_vec_other_dimensions, DIMENSIONS),
     ],
 )
 def test_describe_fault__names_the_cause_then_the_original_error(
