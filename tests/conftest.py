@@ -19,6 +19,7 @@ from django.utils import timezone
 from reindexer.jobs import cancel_job, create_job
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.specs import JobSpec
+from tests.browser.servers import RedisServer, own_redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,15 @@ def data_dir(tmp_path: Path, settings: Any) -> Path:
         retry_backoff_seconds=0.001,
     )
     return path
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, on its own port: for tests that restart or fill it."""
+    log_dir = tmp_path / "redis"
+    log_dir.mkdir()
+    with own_redis(log_dir) as server:
+        yield server
 
 
 def _doc(i: int) -> dict[str, Any]:

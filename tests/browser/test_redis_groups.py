@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group
-from tests.browser.servers import RedisServer, Stack, env_without, own_redis, running_stack
+from tests.browser.servers import RedisServer, Stack, env_without, running_stack
 from tests.browser.wsclient import Socket
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,14 +28,6 @@ SOCKETS = 20
 # Longer than the hub's re-join tick (5 s), so that a live process never drops out.
 GROUP_EXPIRY_SECONDS = 8
 DEADLINE_SECONDS = 30.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    log_dir = tmp_path / "redis"
-    log_dir.mkdir()
-    with own_redis(log_dir) as server:
-        yield server
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from reindexer.jobs import create_job
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.progress import job_group
 from reindexer.specs import JobSpec
-from tests.browser.servers import RedisServer, Stack, env_without, own_redis, running_stack
+from tests.browser.servers import RedisServer, Stack, env_without, running_stack
 from tests.browser.test_dashboard_live import log_in, track_navigations
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -25,14 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 DOCS = 3000  # at 10 documents per 100 ms batch, the job outlasts the restart comfortably
 # Generous deadlines on a shared 2-core machine; the consumer retries within a few seconds.
 DEADLINE_MS = 30_000
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    log_dir = tmp_path / "redis"
-    log_dir.mkdir()
-    with own_redis(log_dir) as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ import json
 import signal
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import apsw
-import psycopg
 import pytest
 
 from reindexer.documents import MALFORMED_ERROR
@@ -25,10 +22,10 @@ from reindexer.jobs import create_job
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.specs import JobSpec
 from tests.integration.conftest import Processes, event_kinds, finish, wait_until
+from tests.sql_databases import postgres_runner, sqlite_runner, throwaway_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_ADDRESS = ("127.0.0.1", 5432)
 SLOW_STORE = "flaky(sqlite-vec,latency=40)"
 ARTICLES = "sql:articles(id=slug,text=body,metadata=tags)"
@@ -73,39 +70,13 @@ class SourceDatabase:
 
 @contextlib.contextmanager
 def sqlite_source(path: Path) -> Iterator[SourceDatabase]:
-    def execute(sql: str, rows: list[tuple[Any, ...]]) -> None:
-        conn = apsw.Connection(str(path))
-        try:
-            if rows:
-                conn.executemany(sql, rows)
-            else:
-                conn.execute(sql)
-        finally:
-            conn.close()
-
-    yield SourceDatabase(f"sqlite:///{path}", execute)
+    yield SourceDatabase(f"sqlite:///{path}", sqlite_runner(path))
 
 
 @contextlib.contextmanager
 def postgres_source() -> Iterator[SourceDatabase]:
-    name = f"reindexer_sqlsource_{uuid.uuid4().hex[:8]}"
-    url = f"postgres://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-
-    def execute(sql: str, rows: list[tuple[Any, ...]]) -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            statement = sql.replace("?", "%s")
-            if rows:
-                conn.cursor().executemany(statement, rows)
-            else:
-                conn.execute(statement)
-
-    try:
-        yield SourceDatabase(url, execute)
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'drop database "{name}" with (force)')
+    with throwaway_postgres() as url:
+        yield SourceDatabase(url, postgres_runner(url))
 
 
 def use_source(settings: Any, processes: Processes, url: str | None) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from django.utils import timezone
 from dashboard.relay import database_sync_to_async
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group, progress_message
-from tests.browser.servers import RedisServer, own_redis
+from tests.browser.servers import RedisServer
 from tests.live.conftest import Connect, show
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -31,12 +30,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 DEADLINE = 20.0
 PAUSED = 'data-live="paused"'
 LIVE = 'data-live="live"'
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with own_redis(tmp_path) as server:
-        yield server
 
 
 @pytest_asyncio.fixture

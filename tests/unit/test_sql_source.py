@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import apsw
-import psycopg
 import pytest
 
 from reindexer.documents import Document, Malformed, Record
@@ -18,8 +15,8 @@ from reindexer.errors import SourceUnavailable, SpecError
 from reindexer.sources import open_source
 from reindexer.sources.excerpt import FailingRecord, excerpt
 from reindexer.sources.sql import SqlReader, SqlSource
+from tests.sql_databases import postgres_runner, sqlite_runner, throwaway_postgres
 
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 # A port nothing listens on: connections are refused at once.
 UNREACHABLE_URL = "postgres://postgres@127.0.0.1:1/nowhere"
 
@@ -71,41 +68,17 @@ class Database:
 
 
 def _sqlite(path: Path) -> Database:
-    def run(sql: str, rows: list[tuple[Any, ...]]) -> None:
-        conn = apsw.Connection(str(path))
-        try:
-            if rows:
-                conn.executemany(sql, rows)
-            else:
-                conn.execute(sql)
-        finally:
-            conn.close()
-
-    return Database(f"sqlite:///{path}", run)
+    return Database(f"sqlite:///{path}", sqlite_runner(path))
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    name = f"reindexer_sqlsource_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'drop database "{name}" with (force)')
+    with throwaway_postgres() as url:
+        yield url
 
 
 def _postgres(url: str) -> Database:
-    def run(sql: str, rows: list[tuple[Any, ...]]) -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            statement = sql.replace("?", "%s")
-            if rows:
-                conn.cursor().executemany(statement, rows)
-            else:
-                conn.execute(statement)
-
-    return Database(url, run)
+    return Database(url, postgres_runner(url))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
