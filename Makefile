@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,minilm,pdf,pgvector,milvus]'
 	touch $(STAMP)
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own here).

@@ -69,6 +69,9 @@ class Backend(Generic[Options, Product]):
     takes_items: bool = False
     # The form shown in errors and help, for example "flaky(INNER,key=value,...)".
     usage: str = ""
+    # Whether its connection settings (and optional extra) are in place, so that the New job
+    # form offers it; a spec of an unconfigured backend is refused by its options anyway.
+    configured: Callable[[], bool] = lambda: True
 
     @property
     def shown_as(self) -> str:
@@ -108,8 +111,11 @@ class Registry(Generic[Product]):
         takes_arg: bool = False,
         takes_items: bool = False,
         usage: str = "",
+        configured: Callable[[], bool] | None = None,
     ) -> None:
-        self._backends[name] = Backend(name, options, factory, takes_arg, takes_items, usage)
+        self._backends[name] = Backend(
+            name, options, factory, takes_arg, takes_items, usage, configured or (lambda: True)
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._backends)
@@ -119,6 +125,10 @@ class Registry(Generic[Product]):
 
     def usages(self) -> list[str]:
         return [backend.shown_as for backend in self._backends.values()]
+
+    def configured_usages(self) -> list[str]:
+        """The usages of the backends whose connections are configured, for the New job form."""
+        return [backend.shown_as for backend in self._backends.values() if backend.configured()]
 
     def resolve(self, text: str) -> Resolved[Product]:
         """Parse `text` and its options; raises SpecError (UnknownBackend for an unknown name)."""

@@ -15,7 +15,15 @@ from reindexer.stores import VectorStore
 
 
 class StoreUnreachable(ReindexerError):
-    """Transient errors kept coming after every retry: the store (or embedder) is down."""
+    """Transient errors kept coming after every retry: the store (or embedder) is down.
+
+    `retries` counts the retries of the batch that gave up, which never commits: the engine adds
+    them to the job's count as it fails it.
+    """
+
+    def __init__(self, message: str, *, retries: int = 0) -> None:
+        super().__init__(message)
+        self.retries = retries
 
 
 class StoreFailed(ReindexerError):
@@ -156,7 +164,8 @@ class BatchWriter:
                 if self._consecutive_transient >= self.policy.breaker_threshold:
                     raise StoreUnreachable(
                         f"{self._consecutive_transient} transient failures in a row, "
-                        f"last: {type(exc).__name__}: {exc}"
+                        f"last: {type(exc).__name__}: {exc}",
+                        retries=outcome.retries,
                     ) from exc
                 if attempts <= self.policy.max_retries:
                     outcome.retries += 1

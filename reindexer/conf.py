@@ -75,6 +75,17 @@ def _http_url(name: str) -> str | None:
     return raw.rstrip("/")
 
 
+def _pgvector_url() -> str | None:
+    """REINDEXER_PGVECTOR_URL, else DATABASE_URL when the job database is PostgreSQL."""
+    explicit = os.environ.get("REINDEXER_PGVECTOR_URL", "").strip()
+    if explicit:
+        return explicit
+    job_database = os.environ.get("DATABASE_URL", "").strip()
+    if urlsplit(job_database).scheme in {"postgres", "postgresql", "pgsql"}:
+        return job_database
+    return None
+
+
 @dataclass(frozen=True)
 class ReindexerSettings:
     data_dir: Path
@@ -99,6 +110,11 @@ class ReindexerSettings:
     # secret: never in a repr, a spec, an event or an error.
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
+    # The PostgreSQL database of the `pgvector` store: REINDEXER_PGVECTOR_URL, else the job
+    # database when that is PostgreSQL; None: `pgvector` is refused. May hold a password.
+    pgvector_url: str | None = field(default=None, repr=False)
+    # The Milvus server of the `milvus` store (http://host:19530); None: `milvus` is refused.
+    milvus_uri: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_environ(cls) -> ReindexerSettings:
@@ -130,6 +146,8 @@ class ReindexerSettings:
             sql_source_url=os.environ.get("REINDEXER_SQL_SOURCE_URL", "").strip() or None,
             openai_base_url=_http_url("REINDEXER_OPENAI_BASE_URL"),
             openai_api_key=os.environ.get("REINDEXER_OPENAI_API_KEY") or None,
+            pgvector_url=_pgvector_url(),
+            milvus_uri=os.environ.get("REINDEXER_MILVUS_URI", "").strip() or None,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Field
+from django.db.models import F, Field
 from django.utils import timezone
 from opentelemetry import trace
 
@@ -26,8 +27,8 @@ from reindexer.batching import (
     StoreUnreachable,
 )
 from reindexer.documents import MALFORMED_ERROR, Document, Malformed, Record
-from reindexer.embedders import open_embedder
-from reindexer.errors import ReindexerError, describe_fault, is_store_fatal
+from reindexer.embedders import Embedder, open_embedder
+from reindexer.errors import ReindexerError, describe_fault, is_store_fatal, is_transient
 from reindexer.jobs import failed_doc_ids, resolve_retried_failures
 from reindexer.lease import LeaseKeeper
 from reindexer.models import (
@@ -35,15 +36,18 @@ from reindexer.models import (
     BatchFailure,
     EventKind,
     LeaseLost,
+    Phase,
     ReindexJob,
     lease_fence,
     storable,
 )
+from reindexer.phases import PhaseTracker
 from reindexer.progress import ProgressPublisher
 from reindexer.reconnect import wait_for_database
 from reindexer.samples import JobSampler
 from reindexer.sources import SourceReader, open_source
 from reindexer.stores import VectorStore, open_store, store_backend
+from reindexer.stores.base import IndexBuildAborted, IndexProgress
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,24 @@ class Outcome:
     HANDED_BACK = "handed_back"
     LEASE_LOST = "lease_lost"
     ABANDONED = "abandoned"
+
+
+# How often an index build's progress is written and pushed (a build reports about once a second).
+INDEX_REPORT_SECONDS = 1.0
+
+
+class _RetriesSeen:
+    """The retries that the reader and the embedder made on their own, not yet counted."""
+
+    def __init__(self, reader: SourceReader, embedder: Embedder) -> None:
+        self._reader = reader
+        self._embedder = embedder
+        self._counted = 0
+
+    def new(self) -> int:
+        seen = self._reader.retries + self._embedder.retries
+        fresh, self._counted = seen - self._counted, seen
+        return max(0, fresh)
 
 
 class BatchCommitter:
@@ -227,6 +249,7 @@ class JobRunner:
         self._keeper: LeaseKeeper | None = None
         # (batches_done, monotonic deadline) of the database blink being waited out, if any.
         self._blink: tuple[int, float] | None = None
+        self._phases = PhaseTracker(job, token, worker_id)
 
     def run(self) -> str:
         job = self.job
@@ -326,7 +349,9 @@ class JobRunner:
         try:
             only = set(failed_doc_ids(job.retry_of)) if job.retry_of_id and job.retry_of else None
             source = open_source(job.source)
+            phases = self._phases
             if job.total_docs is None:
+                phases.enter(Phase.COUNTING)
                 total = len(only) if only is not None else source.count()
                 self._set_total(total)
             if job.checkpoint:
@@ -336,10 +361,14 @@ class JobRunner:
                     f"resuming after {job.processed_docs} documents at {job.checkpoint}",
                 )
             embedder = open_embedder(job.embedder)
+            # Known before anything is written: an existing collection of other dimensions
+            # fails the job here (DimensionMismatch from the store's open), with both numbers.
+            self._set_dimensions(embedder.dimensions)
             store = _open_store(job, embedder.dimensions)
             policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
             writer = BatchWriter(embedder, store, policy)
             reader = source.open(job.checkpoint or None)
+            phases.enter(Phase.WRITING, total=job.total_docs)
             return self._loop(reader, writer, only, keeper)
         except LeaseLost:
             raise
@@ -364,6 +393,16 @@ class JobRunner:
             if store is not None:
                 store.close()
 
+    def _set_dimensions(self, dimensions: int) -> None:
+        if self.job.dimensions == dimensions:
+            return
+        updated = ReindexJob.objects.leased(self.job.pk, self.token).update(
+            dimensions=dimensions, updated_at=timezone.now()
+        )
+        if updated != 1:
+            raise LeaseLost(f"job {self.job.pk}: lease lost before it started")
+        self.job.dimensions = dimensions
+
     def _set_total(self, total: int) -> None:
         updated = ReindexJob.objects.leased(self.job.pk, self.token).update(
             total_docs=total, updated_at=timezone.now()
@@ -380,6 +419,9 @@ class JobRunner:
         sampler = JobSampler(job)
         if job.cancel_requested_at is not None:
             return self._confirm_cancel()
+        # Retries made inside the source and the embedder (a source server that blinked, the
+        # embedder's dimension probe) join the job's count with the next batch that commits.
+        retried_elsewhere = _RetriesSeen(reader, writer.embedder)
         for records in _batches(reader, job.batch_size, only):
             if keeper.lost.is_set():
                 raise LeaseLost(f"job {job.pk}: lease lost")
@@ -387,7 +429,9 @@ class JobRunner:
             try:
                 outcome = self._write_batch(writer, records, batch_number)
             except StoreUnreachable as exc:
+                self._add_retries(exc.retries + retried_elsewhere.new())
                 return self._fail(f"store unreachable: {exc}")
+            outcome.retries += retried_elsewhere.new()
             cancel_requested = committer.commit(
                 batch_number, len(records), outcome, reader.checkpoint()
             )
@@ -405,11 +449,80 @@ class JobRunner:
                 return self._hand_back()
         if self._over_budget(final=True):
             return self._fail(self._budget_error())
+        stopped = self._build_index(writer.store, writer.policy)
+        if stopped is not None:
+            return stopped
         self._end_heartbeats()
         with transaction.atomic():
             job.complete(self.token, self.worker_id)
             resolve_retried_failures(job)
         return Outcome.COMPLETED
+
+    def _add_retries(self, n: int) -> None:
+        """Count retries that no batch commit will carry (the batch that gave up)."""
+        if n:
+            ReindexJob.objects.leased(self.job.pk, self.token).update(retries=F("retries") + n)
+            self.job.retries += n
+
+    def _build_index(self, store: VectorStore, policy: RetryPolicy) -> str | None:
+        """The indexing phase, where the store builds a search index once every document is
+        written (pgvector's HNSW). None once built, or when the store has none to build; else
+        the outcome of a cancel, a stop or a lost lease that interrupted it."""
+        job = self.job
+        phases = self._phases
+        entered = False
+        reported_at = 0.0
+
+        def report(progress: IndexProgress) -> bool:
+            # Entered on the store's first report, so a store with no index shows no phase.
+            nonlocal entered, reported_at
+            now = time.monotonic()
+            if not entered:
+                phases.enter(Phase.INDEXING, total=progress.total, detail=progress.detail)
+                entered = True
+            elif now - reported_at < INDEX_REPORT_SECONDS:
+                return not self._must_stop_indexing()
+            else:
+                phases.report(
+                    Phase.INDEXING, done=progress.done, total=progress.total, detail=progress.detail
+                )
+            reported_at = now
+            self._publish(force=True)
+            return not self._must_stop_indexing()
+
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            try:
+                with telemetry.tracer().start_as_current_span(
+                    "reindex.index", attributes={"reindex.job_id": job.pk}
+                ):
+                    built = store.build_index(report)
+                break
+            except IndexBuildAborted:
+                if self._keeper is not None and self._keeper.lost.is_set():
+                    raise LeaseLost(f"job {job.pk}: lease lost while indexing") from None
+                if self._cancel_requested():
+                    return self._confirm_cancel()
+                return self._hand_back()
+            except Exception as exc:
+                attempts += 1
+                if not is_transient(exc) or attempts > policy.max_retries:
+                    raise StoreFailed(exc, where=_store_where(job)) from exc
+                self._add_retries(1)
+                job.note_error(self.token, f"index build retried: {type(exc).__name__}: {exc}")
+                time.sleep(policy.delay(attempts, random.Random()))  # noqa: S311 - jitter
+        if entered:
+            seconds = time.monotonic() - started
+            phases.finish(Phase.INDEXING, f"index built in {seconds:.1f} s" if built else "")
+        return None
+
+    def _cancel_requested(self) -> bool:
+        return ReindexJob.objects.filter(pk=self.job.pk, cancel_requested_at__isnull=False).exists()
+
+    def _must_stop_indexing(self) -> bool:
+        lost = self._keeper is not None and self._keeper.lost.is_set()
+        return lost or self.stop.is_set() or self._cancel_requested()
 
     def _end_heartbeats(self) -> None:
         """Before a final transition: a beat after it would find the lease gone and cry wolf."""

@@ -62,6 +62,22 @@ class BackendFailed(ReindexerError):
         self.cause = cause
 
 
+class DimensionMismatch(BackendFailed):
+    """An existing collection holds vectors of other dimensions than the job's embedder makes.
+
+    Raised by a store's `open`, before anything is written, with both numbers.
+    """
+
+    def __init__(self, collection: str, *, existing: int, wanted: int) -> None:
+        super().__init__(
+            f"collection {collection!r} holds vectors of {existing} dimensions, but the embedder"
+            f" makes {wanted}: use another collection, or the embedder it was built with",
+            cause=DIMENSIONS,
+        )
+        self.existing = existing
+        self.wanted = wanted
+
+
 class ErrorKind(enum.Enum):
     """What an error says about where the fault lies, and so what the engine does with it."""
 

@@ -95,6 +95,19 @@ class EventKind(models.TextChoices):
     RECLAIMED = "reclaimed"
     RETRY_FAILED_QUEUED = "retry_failed_queued"
     RESUMED = "resumed"
+    # A phase of the job began or ended (its detail says which, and how long it took).
+    PHASE = "phase"
+
+
+class Phase(models.TextChoices):
+    """The stretches of a running job, in order (DESIGN.md, `status --json` `phase`)."""
+
+    COUNTING = "counting"
+    WRITING = "writing"
+    # The store builds its search index (pgvector's HNSW): written is not yet searchable.
+    INDEXING = "indexing"
+    VERIFYING = "verifying"
+    SWAPPING = "swapping"
 
 
 class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
@@ -198,6 +211,12 @@ class ReindexJob(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     trace_context = models.JSONField(default=dict, blank=True)
+    # The phase the job is in while it runs (its last one once it ended); "" before it starts.
+    phase = models.CharField(
+        max_length=max(len(v) for v in Phase.values), choices=Phase.choices, blank=True
+    )
+    # The embedder's dimensions, known once the job opened its embedder (openai: learned).
+    dimensions = models.PositiveIntegerField(null=True, blank=True)
 
     objects: ClassVar[ReindexJobQuerySet] = ReindexJobQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -446,15 +465,18 @@ class ReindexJob(models.Model):
     ) -> None:
         """End the job `token` holds, with its event; `detail` reads the final counters."""
         fence = Q(lease_token=token) & (where or Q())
+        now = timezone.now()
         with transaction.atomic():
             self._transition(
                 to,
                 where=fence,
                 raises=LeaseLost,
-                finished_at=timezone.now(),
+                finished_at=now,
                 lease_token=None,
                 **updates,
             )
+            # The phase the job ended in ends with it (a failed index build, a cancelled write).
+            self.phases.filter(finished_at__isnull=True).update(finished_at=now)
             self.log(event, actor, detail())
 
     def complete(self, token: uuid.UUID, actor: str) -> None:
@@ -686,3 +708,38 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class JobPhase(models.Model):
+    """One phase of a job: when it started and ended, and how far it got (`done` of `total`).
+
+    One row per (job, phase): a job resumed after a crash carries on the same row.
+    """
+
+    job = models.ForeignKey(ReindexJob, on_delete=models.CASCADE, related_name="phases")
+    name = models.CharField(max_length=max(len(v) for v in Phase.values), choices=Phase.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    done = models.PositiveBigIntegerField(null=True, blank=True)
+    total = models.PositiveBigIntegerField(null=True, blank=True)
+    # What the phase is doing now, for an operator ("building HNSW: loading tuples").
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "name"], name="jobphase_one_per_job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.name}"
+
+    @property
+    def progress(self) -> float | None:
+        if not self.total:
+            return None
+        return min(1.0, (self.done or 0) / self.total)
+
+    def duration_seconds(self, now: datetime | None = None) -> float:
+        end = self.finished_at or now or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())

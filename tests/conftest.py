@@ -20,6 +20,8 @@ from reindexer.jobs import cancel_job, create_job
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.specs import JobSpec
 from tests.browser.servers import RedisServer, own_redis
+from tests.milvus_server import milvus_server  # noqa: F401 - a session fixture, shared
+from tests.pgvector_server import pgvector_server  # noqa: F401 - a session fixture, shared
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,6 +14,9 @@ Vectors = npt.NDArray[np.float32]
 class Embedder(Protocol):
     name: str
     dimensions: int
+    # Transient errors the embedder retried on its own, outside the batch writer (the openai
+    # dimension probe); the engine adds them to the job's retries.
+    retries: int
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """One L2-normalised float32 row per text, in order."""

@@ -25,6 +25,7 @@ def _bucket(feature: str, dimensions: int) -> int:
 
 
 class HashingEmbedder:
+    retries = 0  # it never calls out
     """Deterministic across processes and runs: crc32, not Python's salted hash()."""
 
     name = "hashing"

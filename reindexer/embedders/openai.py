@@ -49,6 +49,10 @@ _BODY_EXCERPT = 300
 _BATCH_LIMIT = re.compile(r"batch size|too many inputs", re.IGNORECASE)
 
 
+def openai_configured() -> bool:
+    return conf.get().openai_base_url is not None
+
+
 @dataclass(frozen=True, slots=True)
 class OpenAIOptions:
     """`openai:MODEL`; the server must be configured when the job is created."""
@@ -127,6 +131,7 @@ class OpenAIEmbedder:
         if api_key:
             self._session.headers["Authorization"] = f"Bearer {api_key}"
         self._dimensions: int | None = None
+        self.retries = 0
 
     def __repr__(self) -> str:
         # Never the session's headers: they hold the key.
@@ -153,6 +158,7 @@ class OpenAIEmbedder:
             except Exception as exc:
                 if not is_transient(exc) or attempt == PROBE_ATTEMPTS:
                     raise
+                self.retries += 1
                 backoff = self._probe_backoff * 2.0 ** (attempt - 1)
                 time.sleep(max(backoff, retry_after(exc)))
 

@@ -62,6 +62,7 @@ SOURCES.register(
     takes_arg=True,
     takes_items=True,
     usage="sql:TABLE(id=COL,text=COL,metadata=COL)",
+    configured=lambda: conf.get().sql_source_url is not None,
 )
 
 

@@ -13,6 +13,10 @@ Checkpoint = Mapping[str, Any]
 class SourceReader(Protocol):
     """An open stream of records, started at a checkpoint."""
 
+    # Transient read errors retried so far (a source server that blinked); the engine adds them
+    # to the job's retries as they grow.
+    retries: int
+
     def __iter__(self) -> Iterator[Record]: ...
 
     def read_batch(self, size: int) -> list[Record]:

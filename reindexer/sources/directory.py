@@ -47,6 +47,8 @@ class DirectorySource:
 
 
 class DirectoryReader:
+    retries = 0  # local files are never retried
+
     def __init__(self, root: Path, paths: list[str], start: int) -> None:
         self._root = root
         self._paths = paths

@@ -37,6 +37,8 @@ class JsonlSource:
 class JsonlReader:
     """Reads records in file order; `checkpoint()` is the offset after the last one handed out."""
 
+    retries = 0  # a local file is never retried
+
     def __init__(self, path: Path, checkpoint: Checkpoint) -> None:
         self._seen = SeenIds()
         try:

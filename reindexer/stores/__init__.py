@@ -1,10 +1,12 @@
-"""Vector stores by spec: `sqlite-vec`, and `flaky(INNER,...)` around any of them."""
+"""Vector stores by spec: `sqlite-vec`, `pgvector`, `milvus`, and `flaky(INNER,...)` around any."""
 
 from __future__ import annotations
 
 from reindexer.backends import NoOptions, Registry
 from reindexer.stores.base import Hit, StoreBackend, VectorStore
 from reindexer.stores.flaky import FlakyBackend, FlakyOptions
+from reindexer.stores.milvus import MilvusBackend, MilvusOptions, milvus_configured
+from reindexer.stores.pgvector import PgvectorBackend, PgvectorOptions, pgvector_configured
 from reindexer.stores.sqlite_vec import SqliteVecBackend
 
 __all__ = [
@@ -20,6 +22,10 @@ __all__ = [
 
 STORES: Registry[StoreBackend] = Registry("store")
 STORES.register("sqlite-vec", NoOptions, lambda _: SqliteVecBackend())
+STORES.register(
+    "pgvector", PgvectorOptions, lambda _: PgvectorBackend(), configured=pgvector_configured
+)
+STORES.register("milvus", MilvusOptions, lambda _: MilvusBackend(), configured=milvus_configured)
 STORES.register(
     "flaky",
     FlakyOptions,

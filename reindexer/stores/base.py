@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +16,25 @@ class Hit:
     distance: float
     text: str
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexProgress:
+    """How far a store's index build has got: `done` of `total` (in the store's own unit: blocks,
+    tuples...), and what it is doing now, as the store reports it."""
+
+    done: int | None = None
+    total: int | None = None
+    detail: str = ""
+
+
+# Called by a store while it builds its index, about once a second; returning False asks the
+# store to abandon the build (the job was cancelled, the worker is stopping).
+IndexReport = Callable[[IndexProgress], bool]
+
+
+class IndexBuildAborted(Exception):
+    """The build was abandoned because its IndexReport returned False; nothing is half-built."""
 
 
 class VectorStore(Protocol):
@@ -37,6 +56,15 @@ class VectorStore(Protocol):
         """The k nearest documents by cosine distance, nearest first."""
         ...
 
+    def build_index(self, report: IndexReport) -> bool:
+        """Build the collection's search index if the store has one to build and it is missing,
+        reporting progress through `report`; return whether it built one.
+
+        Stores that index as they write (sqlite-vec searches exactly, Milvus at insert) return
+        False at once. Raises IndexBuildAborted when `report` returned False.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -54,4 +82,10 @@ class StoreBackend(Protocol):
         """Where `collection` lives, for an operator reading an error (a file, a table...)."""
         ...
 
-    def open(self, collection: str, dimensions: int) -> VectorStore: ...
+    def open(self, collection: str, dimensions: int) -> VectorStore:
+        """Open `collection`, creating it for vectors of `dimensions` if it does not exist.
+
+        Raises DimensionMismatch (before anything is written) when it exists with other
+        dimensions.
+        """
+        ...

@@ -12,7 +12,7 @@ from reindexer.backends import ParsedSpec
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
 from reindexer.errors import PermanentError, SpecError, TransientError
-from reindexer.stores.base import Hit, StoreBackend, VectorStore
+from reindexer.stores.base import Hit, IndexReport, StoreBackend, VectorStore
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,9 @@ class FlakyStore:
 
     def search(self, vector: Vectors, k: int = 10) -> list[Hit]:
         return self.inner.search(vector, k)
+
+    def build_index(self, report: IndexReport) -> bool:
+        return self.inner.build_index(report)
 
     def close(self) -> None:
         self.inner.close()

@@ -14,12 +14,14 @@ import sqlite_vec
 from reindexer import conf
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
-from reindexer.errors import SpecError
-from reindexer.stores.base import Hit
+from reindexer.errors import DimensionMismatch, SpecError
+from reindexer.stores.base import Hit, IndexReport
 
 # The name becomes a file name, so it is matched whole: fullmatch, as `$` would allow a "\n".
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 BUSY_TIMEOUT_MS = 5000
+# The width in the vec0 table's CREATE statement: "embedding float[384] distance_metric=cosine".
+_VEC0_WIDTH = re.compile(r"embedding\s+float\[(\d+)\]", re.IGNORECASE)
 
 
 def validate_collection(name: str) -> None:
@@ -59,6 +61,10 @@ class SqliteVecStore:
         # One statement per call: apsw stops a script at the first statement that returns rows.
         conn.execute("PRAGMA journal_mode=WAL").fetchall()
         conn.execute("PRAGMA synchronous=NORMAL").fetchall()
+        existing = self._existing_dimensions(conn)
+        if existing is not None and existing != self.dimensions:
+            conn.close()
+            raise DimensionMismatch(self.path.stem, existing=existing, wanted=self.dimensions)
         with conn:
             conn.execute(
                 "CREATE VIRTUAL TABLE IF NOT EXISTS docs USING vec0("
@@ -70,6 +76,15 @@ class SqliteVecStore:
                 "id TEXT PRIMARY KEY, text TEXT NOT NULL, metadata TEXT NOT NULL) WITHOUT ROWID"
             )
         return conn
+
+    @staticmethod
+    def _existing_dimensions(conn: apsw.Connection) -> int | None:
+        """The width the collection's vec0 table was made for, or None if there is none yet."""
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'docs'"
+        ).fetchone()
+        match = _VEC0_WIDTH.search(str(row[0])) if row else None
+        return int(match.group(1)) if match else None
 
     @staticmethod
     def path_of(data_dir: Path, collection: str) -> Path:
@@ -136,6 +151,9 @@ class SqliteVecStore:
             (query, int(k)),
         )
         return [Hit(str(i), float(d), str(t or ""), json.loads(m or "{}")) for i, d, t, m in rows]
+
+    def build_index(self, report: IndexReport) -> bool:
+        return False  # vec0 searches exactly, by brute force: there is no index to build
 
     def close(self) -> None:
         self._conn.close()
