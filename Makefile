@@ -38,11 +38,12 @@ migrations-check: $(STAMP)
 pytest: $(STAMP) chromium
 	$(BIN)/pytest -p no:cacheprovider --cov=reindexer --cov=dashboard --cov-report=term
 
-# The same suite again on the PostgreSQL server this machine runs (127.0.0.1:5432).
+# The same suite again on the PostgreSQL server this machine runs (127.0.0.1:5432); the browser
+# tests and the server-store and model tests ("backends") need no second job database.
 pytest-postgres: $(STAMP) chromium
 	@$(BIN)/python -c "import psycopg; psycopg.connect('postgresql://postgres@127.0.0.1:5432/postgres', connect_timeout=5).close()" \
 	  || { echo "PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres); the PostgreSQL run of the suite needs it" >&2; exit 1; }
-	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer $(BIN)/pytest -p no:cacheprovider -m "not browser"
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer $(BIN)/pytest -p no:cacheprovider -m "not browser and not backends"
 
 test: lint typecheck migrations-check pytest pytest-postgres
 
@@ -64,6 +65,7 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/chart.py
 	$(BIN)/python bench/sql_source.py
+	env -u DATABASE_URL $(BIN)/python bench/store_throughput.py
 	env -u DATABASE_URL $(BIN)/python bench/pages.py
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/pages.py
 	env -u DATABASE_URL $(BIN)/python bench/list_queries.py

@@ -114,8 +114,14 @@ def test_job__fails_naming_the_dimension_mismatch_when_the_collection_has_other_
         run_worker(processes, env)
     job = row(job)
     assert job.status == JobStatus.FAILED
-    assert "dimension mismatch" in job.error and "Expected 384" in job.error, job.error
-    assert job.failed_docs == 0, "no document is to blame"
+    assert job.error.startswith("store failed: dimension mismatch"), job.error
+    assert "holds vectors of 384 dimensions, but the embedder makes 128" in job.error, job.error
+    assert job.failed_docs == 0 and job.processed_docs == 0, "refused before any batch"
+    store = SqliteVecStore.for_collection(data_dir, job.collection, 384)
+    try:
+        assert store.count() == 0, "nothing was written"
+    finally:
+        store.close()
 
 
 def test_job__a_server_that_goes_away_is_retried_then_fails_the_job_through_the_breaker(

@@ -11,12 +11,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reindexer.batching import BatchWriter, RetryPolicy, StoreFailed
+from reindexer.batching import BatchWriter, RetryPolicy
 from reindexer.documents import Document
 from reindexer.embedders import open_embedder, validate_embedder
 from reindexer.embedders.hashing import HashingEmbedder
 from reindexer.embedders.openai import OpenAIEmbedder, parse_retry_after
-from reindexer.errors import RateLimited, SpecError, retry_after
+from reindexer.errors import (
+    DimensionMismatch,
+    ErrorKind,
+    RateLimited,
+    SpecError,
+    classify,
+    retry_after,
+)
 from reindexer.stores.sqlite_vec import SqliteVecStore
 from tests.embedding_server import EmbeddingServer, embedding_server
 
@@ -155,17 +162,13 @@ def test_batch_writer__a_503_is_retried_with_backoff_and_counted(tmp_path: Path)
     assert waits and max(waits) < 1.0
 
 
-def test_batch_writer__vectors_of_other_dimensions_than_the_collection_fail_the_store(
+def test_store_open__a_collection_of_other_dimensions_is_refused_with_both_numbers(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "store.sqlite-vec"
     SqliteVecStore(path, 384).close()
     with embedding_server(dimensions=128) as server:
         embedder = OpenAIEmbedder(MODEL, server.base_url)
-        store = SqliteVecStore(path, embedder.dimensions)
-        try:
-            writer = BatchWriter(embedder, store, RetryPolicy(3, 0.001), sleep=lambda _: None)
-            with pytest.raises(StoreFailed, match="dimension mismatch"):
-                writer.write(docs_of(TEXTS))
-        finally:
-            store.close()
+        with pytest.raises(DimensionMismatch, match="384 dimensions, but the embedder makes 128"):
+            SqliteVecStore(path, embedder.dimensions)
+    assert classify(DimensionMismatch("c", existing=384, wanted=128)) is ErrorKind.STORE
