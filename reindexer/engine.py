@@ -28,7 +28,13 @@ from reindexer.batching import (
 )
 from reindexer.documents import MALFORMED_ERROR, Document, Malformed, Record
 from reindexer.embedders import Embedder, open_embedder
-from reindexer.errors import ReindexerError, describe_fault, is_store_fatal, is_transient
+from reindexer.errors import (
+    ReindexerError,
+    SourceUnavailable,
+    describe_fault,
+    is_store_fatal,
+    is_transient,
+)
 from reindexer.jobs import failed_doc_ids, resolve_retried_failures
 from reindexer.lease import LeaseKeeper
 from reindexer.models import (
@@ -422,7 +428,9 @@ class JobRunner:
         # Retries made inside the source and the embedder (a source server that blinked, the
         # embedder's dimension probe) join the job's count with the next batch that commits.
         retried_elsewhere = _RetriesSeen(reader, writer.embedder)
-        for records in _batches(reader, job.batch_size, only):
+        for records in self._source_retries_counted(
+            _batches(reader, job.batch_size, only), retried_elsewhere
+        ):
             if keeper.lost.is_set():
                 raise LeaseLost(f"job {job.pk}: lease lost")
             batch_number = job.batches_done + 1
@@ -457,6 +465,16 @@ class JobRunner:
             job.complete(self.token, self.worker_id)
             resolve_retried_failures(job)
         return Outcome.COMPLETED
+
+    def _source_retries_counted(
+        self, batches: Iterator[list[Record]], retried: _RetriesSeen
+    ) -> Iterator[list[Record]]:
+        """The batches; when the source gives up, the retries it made still join the job's."""
+        try:
+            yield from batches
+        except SourceUnavailable:
+            self._add_retries(retried.new())
+            raise
 
     def _add_retries(self, n: int) -> None:
         """Count retries that no batch commit will carry (the batch that gave up)."""

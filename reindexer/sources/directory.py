@@ -1,19 +1,24 @@
-"""`directory:PATH`: the *.txt and *.md files below a folder, in path order."""
+"""`directory:PATH`: the *.txt, *.md, *.html and *.htm files below a folder, and its *.pdf files
+where pypdf (the extra `[pdf]`) is installed, in path order. Their text comes from extract.py."""
 
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reindexer.documents import PREVIEW_CHARS, Document, Malformed, Record, preview_of
+from reindexer.documents import Document, Malformed, Record
 from reindexer.errors import SourcePathError, SourceUnavailable
 from reindexer.sources.base import Checkpoint
+from reindexer.sources.extract import PDF_SUFFIXES, SUFFIXES, Unreadable, extract
 from reindexer.sources.paths import open_source_file
 
-SUFFIXES = frozenset({".txt", ".md"})
+__all__ = ["SUFFIXES", "DirectorySource", "DirectoryReader"]
+
+logger = logging.getLogger(__name__)
 
 
 class DirectorySource:
@@ -26,11 +31,21 @@ class DirectorySource:
         if not self.root.is_dir():
             raise SourceUnavailable(f"source folder is gone: {self.root}")
         found: list[str] = []
+        left_out = 0
         for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
             dirnames.sort()
             for name in filenames:
-                if Path(name).suffix.lower() in SUFFIXES:
+                suffix = Path(name).suffix.lower()
+                if suffix in SUFFIXES:
                     found.append(Path(dirpath, name).relative_to(self.root).as_posix())
+                elif suffix in PDF_SUFFIXES:
+                    left_out += 1
+        if left_out:  # only without pypdf: with it, PDFs are in SUFFIXES
+            logger.warning(
+                "%s: %d PDF files left out: they need pypdf (pip install 'reindexer[pdf]')",
+                self.spec,
+                left_out,
+            )
         found.sort()
         return found
 
@@ -84,14 +99,11 @@ class DirectoryReader:
                 raise SourceUnavailable(f"source folder is gone: {self._root}") from exc
             return Malformed(rel, rel, f"{rel}: unreadable ({exc.strerror})")
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            # A UTF-8 character is at most 4 bytes: no need to decode the whole file.
-            shown = preview_of(data[: 4 * PREVIEW_CHARS].decode("utf-8", "replace"))
-            return Malformed(rel, rel, f"{rel}: not valid UTF-8", shown)
-        if not text.strip():
-            return Malformed(rel, rel, f"{rel}: empty file")
-        return Document(rel, text, {"path": rel, "bytes": len(data)}, rel)
+            extracted = extract(rel, data)
+        except Unreadable as exc:
+            return Malformed(rel, rel, f"{rel}: {exc.reason}", exc.shown)
+        metadata = {"path": rel, "bytes": len(data), **extracted.metadata}
+        return Document(rel, extracted.text, metadata, rel)
 
     def checkpoint(self) -> dict[str, Any]:
         return {"last": self._last} if self._last is not None else {}

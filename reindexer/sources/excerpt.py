@@ -1,5 +1,6 @@
 """The place in its source that a failure points at: a JSONL line and its neighbours, or the start
-of a file, read only from inside the allowed roots and cut to a size a page can show."""
+of a file (of an HTML or PDF file, the start of its text), read only from inside the allowed roots
+and cut to a size a page can show."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from reindexer import conf
 from reindexer.documents import MALFORMED_ERROR
 from reindexer.errors import SourcePathError, SpecError
 from reindexer.sources import SOURCES
+from reindexer.sources.extract import Unreadable, extract, format_of, html_encoding
 from reindexer.sources.paths import open_source_file, resolve_source_path
 
 # Lines shown before and after the failing line.
@@ -147,9 +149,19 @@ def _file_excerpt(folder: Path, record: FailingRecord) -> Excerpt:
     path = resolve_source_path(
         str(folder / record.locator), conf.get().source_roots, want_dir=False
     )
+    kind = format_of(path.name)
     with open_source_file(path) as f:
-        data = f.read(4 * FILE_CHARS)  # a UTF-8 character is at most 4 bytes
-    text = data.decode("utf-8", "replace")
+        # A UTF-8 character is at most 4 bytes; HTML and PDF must be read whole to be parsed.
+        data = f.read(4 * FILE_CHARS) if kind == "text" else f.read()
+    if kind == "text":
+        text = data.decode("utf-8", "replace")
+    else:
+        try:
+            text = extract(path.name, data).text  # what was indexed, as the preview has it
+        except Unreadable as exc:
+            if kind == "pdf":
+                return Excerpt(str(path), problem=f"The PDF has no text to show: {exc.reason}.")
+            text = _markup(data)
     shown, cut = text[:FILE_CHARS], len(text) > FILE_CHARS
     lines = [ExcerptLine(1, shown, cut, True)]
     if record.preview and not text.startswith(record.preview):
@@ -160,3 +172,12 @@ def _file_excerpt(folder: Path, record: FailingRecord) -> Excerpt:
             changed=True,
         )
     return Excerpt(str(path), lines)
+
+
+def _markup(data: bytes) -> str:
+    """An HTML file with no text as its markup, decoded as the source decodes it."""
+    try:
+        encoding = html_encoding(data)
+    except Unreadable:  # an unknown <meta charset>
+        encoding = "utf-8"
+    return data[: 4 * FILE_CHARS].decode(encoding, "replace")

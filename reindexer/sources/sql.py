@@ -403,6 +403,12 @@ class SqlReader:
         return records
 
     def read_batch(self, size: int) -> list[Record]:
+        try:
+            return self._read_batch(size)
+        finally:
+            self.retries = self._db.retries  # also when the source gave up: they count too
+
+    def _read_batch(self, size: int) -> list[Record]:
         records = self._null_records(size)
         if records:
             return records

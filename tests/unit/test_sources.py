@@ -171,7 +171,9 @@ def test_directory__yields_text_and_markdown_files_in_path_order(data_dir: Path)
     make_tree(data_dir)
     records = read_all("directory:notes")
     assert ids(records) == ["a.txt", "b.md", "sub/c.txt", "sub/d.txt"]
-    assert records[0] == Document("a.txt", "alpha text", {"path": "a.txt", "bytes": 10})
+    assert records[0] == Document(
+        "a.txt", "alpha text", {"path": "a.txt", "bytes": 10, "format": "text"}
+    )
     assert open_source("directory:notes").count() == 4
 
 
