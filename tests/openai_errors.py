@@ -11,13 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import apsw
-import numpy as np
-
-from reindexer.documents import Document
 from reindexer.embedders.openai import OpenAIEmbedder
 from reindexer.errors import BackendFailed, RateLimited, TransientError
-from reindexer.stores.sqlite_vec import SqliteVecStore
 from tests.embedding_server import embedding_server
 
 MODEL = "hash-384"
@@ -72,18 +67,4 @@ def openai_wrong_key(tmp_path: Path) -> BaseException:
 def openai_unknown_model(tmp_path: Path) -> BaseException:
     exc = served_error(model="another-model")
     assert type(exc) is BackendFailed, exc
-    return exc
-
-
-def sqlite_vec_other_dimensions(tmp_path: Path) -> BaseException:
-    """A collection made for 384 dimensions, written with 768-dimensional vectors."""
-    path = tmp_path / "dims.sqlite-vec"
-    SqliteVecStore(path, 384).close()
-    store = SqliteVecStore(path, 768)  # CREATE ... IF NOT EXISTS keeps the 384 table
-    try:
-        vectors = np.ones((1, 768), dtype=np.float32)
-        exc = raised(lambda: store.upsert([Document("a", "text")], vectors))
-    finally:
-        store.close()
-    assert type(exc) is apsw.SQLError, exc
     return exc

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import apsw
+import numpy as np
 import psycopg
 import pytest
 import redis
@@ -21,6 +22,7 @@ from redis.retry import Retry
 
 from reindexer.errors import (
     DIMENSIONS,
+    DimensionMismatch,
     ErrorKind,
     PermanentError,
     TransientError,
@@ -35,7 +37,6 @@ from tests.openai_errors import (
     openai_unknown_model,
     openai_unreachable,
     openai_wrong_key,
-    sqlite_vec_other_dimensions,
 )
 
 
@@ -319,6 +320,33 @@ def sqlite_vec_busy(tmp_path: Path) -> BaseException:
         store.close()
 
 
+def sqlite_vec_other_dimensions(tmp_path: Path) -> BaseException:
+    """A collection made for 384 dimensions, opened for 768: refused at open, before any write."""
+    from reindexer.stores.sqlite_vec import SqliteVecStore
+
+    path = tmp_path / "dims.sqlite-vec"
+    SqliteVecStore(path, 384).close()
+    exc = raised(lambda: SqliteVecStore(path, 768))
+    assert type(exc) is DimensionMismatch, exc
+    assert (exc.existing, exc.wanted) == (384, 768)
+    return exc
+
+
+def sqlite_vec_wider_vectors(tmp_path: Path) -> BaseException:
+    """A 384-dimension collection handed 768-dimension vectors: vec0's own refusal."""
+    from reindexer.documents import Document
+    from reindexer.stores.sqlite_vec import SqliteVecStore
+
+    store = SqliteVecStore(tmp_path / "wide.sqlite-vec", 384)
+    try:
+        vectors = np.ones((1, 768), dtype=np.float32)
+        exc = raised(lambda: store.upsert([Document("a", "text")], vectors))
+    finally:
+        store.close()
+    assert type(exc) is apsw.SQLError, exc
+    return exc
+
+
 T = ErrorKind.TRANSIENT
 STORE = ErrorKind.STORE
 DOC = ErrorKind.DOCUMENT
@@ -363,6 +391,7 @@ CASES = [
     pytest.param(openai_wrong_key, STORE, id="openai-embedder-401-wrong-key"),
     pytest.param(openai_unknown_model, STORE, id="openai-embedder-404-unknown-model"),
     pytest.param(sqlite_vec_other_dimensions, STORE, id="sqlite-vec-other-dimensions"),
+    pytest.param(sqlite_vec_wider_vectors, STORE, id="sqlite-vec-vectors-of-other-dimensions"),
 ]
 
 
@@ -389,6 +418,7 @@ def test_classify__sorts_real_errors_into_transient_store_wide_and_document(
         (apsw_no_such_table, "no such table"),
         (apsw_malformed, "corrupt file"),
         (sqlite_vec_other_dimensions, DIMENSIONS),
+        (sqlite_vec_wider_vectors, DIMENSIONS),
     ],
 )
 def test_describe_fault__names_the_cause_then_the_original_error(

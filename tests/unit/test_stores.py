@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,10 +166,41 @@ def test_flaky_spec__bad_options_raise_spec_error(spec: str, message: str) -> No
         validate_store(spec)
 
 
-@pytest.mark.parametrize("spec", ["milvus", "sqlite_vec", "", "flaky(chroma,transient=0.1)"])
+@pytest.mark.parametrize("spec", ["qdrant", "sqlite_vec", "", "flaky(chroma,transient=0.1)"])
 def test_store_spec__unknown_backend_is_refused(spec: str) -> None:
     with pytest.raises(UnknownBackend, match="unknown store"):
         validate_store(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "setting"),
+    [
+        ("pgvector", "REINDEXER_PGVECTOR_URL"),
+        ("milvus", "REINDEXER_MILVUS_URI"),
+        ("flaky(pgvector)", "REINDEXER_PGVECTOR_URL"),
+        ("flaky(milvus,transient=0.1)", "REINDEXER_MILVUS_URI"),
+    ],
+)
+def test_store_spec__server_store_without_its_setting_is_refused_naming_it(
+    settings: Any, spec: str, setting: str
+) -> None:
+    settings.REINDEXER = dataclasses.replace(settings.REINDEXER, pgvector_url=None, milvus_uri=None)
+    with pytest.raises(SpecError, match=setting) as raised:
+        validate_store(spec)
+    assert not isinstance(raised.value, UnknownBackend)
+
+
+@pytest.mark.parametrize("spec", ["pgvector", "milvus", "flaky(pgvector)", "flaky(milvus)"])
+def test_store_spec__server_store_with_its_setting_is_accepted_without_connecting(
+    settings: Any, spec: str
+) -> None:
+    # Port 9 (discard) on loopback: nothing listens, so a connection attempt would fail.
+    settings.REINDEXER = dataclasses.replace(
+        settings.REINDEXER,
+        pgvector_url="postgresql://nobody@127.0.0.1:9/none",
+        milvus_uri="http://127.0.0.1:9",
+    )
+    validate_store(spec)
 
 
 def test_flaky_store__poisoned_document_always_fails_permanently(data_dir: Path) -> None:
