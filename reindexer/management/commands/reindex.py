@@ -1,4 +1,4 @@
-"""`reindex start|status|cancel|resume|retry-failed|verify|watch`: the operator's command line."""
+"""`reindex start|status|cancel|resume|retry-failed|verify|watch|search`: the operator's CLI."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from reindexer.jobs import cancel_job, create_job, force_cancel_job, resume_job,
 from reindexer.models import InvalidTransition, ReindexJob
 from reindexer.presenter import job_status, present
 from reindexer.queue import annotated_waiting_for, with_waiting_for
+from reindexer.search import MAX_K, search
 from reindexer.specs import JobSpec
 from reindexer.verify import verify_job, verify_problems
 from reindexer.watch import watch_job
@@ -143,6 +144,14 @@ class Command(BaseCommand):
         verify.add_argument("job_id", type=job_id)
         verify.add_argument("--json", action="store_true")
 
+        find = actions.add_parser("search", help="the k nearest documents of a collection")
+        find.add_argument("--store", required=True)
+        find.add_argument("--collection", required=True)
+        find.add_argument("--embedder", default="hashing")
+        find.add_argument("--k", type=whole_number("k", 1, MAX_K, f"from 1 to {MAX_K}"), default=10)
+        find.add_argument("--json", action="store_true")
+        find.add_argument("text")
+
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
             getattr(self, "do_" + action.replace("-", "_"))(**options)
@@ -220,6 +229,17 @@ class Command(BaseCommand):
         # The raw stream, not Django's OutputWrapper: the wrapper appends a newline to every write,
         # which would turn rich's in-place redraws into a scroll of half-drawn bars on a terminal.
         watch_job(get_job(job_id), cast(TextIO, self.stdout._out))
+
+    def do_search(
+        self, *, store: str, collection: str, embedder: str, k: int, json: bool, text: str, **_: Any
+    ) -> None:
+        results = search(store, collection, text, embedder=embedder, k=k)
+        if json:
+            self.stdout.write(_dumps([result.as_json() for result in results]))
+            return
+        for result in results:
+            start = " ".join(result.text.split())[:80]
+            self.stdout.write(f"{result.distance:8.4f}  {result.id:<24} {start}")
 
 
 def _last_error(row: dict[str, Any]) -> str:
