@@ -209,16 +209,6 @@ class BatchCommitter:
         return row[0] is not None
 
 
-def _open_store(job: ReindexJob, dimensions: int) -> VectorStore:
-    """Open the job's store; one that cannot be opened for good (read only, corrupt...) fails."""
-    try:
-        return open_store(job.store, job.collection, dimensions)
-    except Exception as exc:
-        if not is_store_fatal(exc):
-            raise
-        raise StoreFailed(exc, where=_store_where(job)) from exc
-
-
 def _store_where(job: ReindexJob) -> str:
     """Where the job's store lives, for an error raised before the store opened."""
     return store_backend(job.store).location(job.collection)
@@ -370,8 +360,8 @@ class JobRunner:
             # Known before anything is written: an existing collection of other dimensions
             # fails the job here (DimensionMismatch from the store's open), with both numbers.
             self._set_dimensions(embedder.dimensions)
-            store = _open_store(job, embedder.dimensions)
             policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
+            store = self._open_store(embedder.dimensions, policy)
             writer = BatchWriter(embedder, store, policy)
             reader = source.open(job.checkpoint or None)
             phases.enter(Phase.WRITING, total=job.total_docs)
@@ -398,6 +388,25 @@ class JobRunner:
                 reader.close()
             if store is not None:
                 store.close()
+
+    def _open_store(self, dimensions: int, policy: RetryPolicy) -> VectorStore:
+        """Open the job's store. A server that is away is retried (and counted) like a batch;
+        one that cannot be opened for good (read only, corrupt, other dimensions...) fails."""
+        job = self.job
+        attempts = 0
+        while True:
+            try:
+                return open_store(job.store, job.collection, dimensions)
+            except Exception as exc:
+                attempts += 1
+                # As for batches, the breaker decides when an absent server counts as down.
+                if not is_transient(exc) or attempts >= policy.breaker_threshold:
+                    if is_store_fatal(exc) or is_transient(exc):
+                        raise StoreFailed(exc, where=_store_where(job)) from exc
+                    raise
+                self._add_retries(1)
+                job.note_error(self.token, f"store open retried: {type(exc).__name__}: {exc}")
+                time.sleep(policy.delay(attempts, random.Random()))  # noqa: S311 - jitter
 
     def _set_dimensions(self, dimensions: int) -> None:
         if self.job.dimensions == dimensions:
@@ -525,7 +534,7 @@ class JobRunner:
                 return self._hand_back()
             except Exception as exc:
                 attempts += 1
-                if not is_transient(exc) or attempts > policy.max_retries:
+                if not is_transient(exc) or attempts >= policy.breaker_threshold:
                     raise StoreFailed(exc, where=_store_where(job)) from exc
                 self._add_retries(1)
                 job.note_error(self.token, f"index build retried: {type(exc).__name__}: {exc}")

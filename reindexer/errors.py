@@ -167,6 +167,9 @@ _TRANSIENT_PHRASES = (
     "connection refused",
     "connection reset",
     "server closed the connection unexpectedly",
+    # PostgreSQL refusing connections while it restarts (SQLSTATE 57P03, which libpq drops).
+    "the database system is shutting down",
+    "the database system is starting up",
     "timed out",
     "rate limit",
     "too many requests",
