@@ -155,6 +155,10 @@ class PgvectorServer:
             "-l", str(self.log), "-o", self._options(), "restart",
         )  # fmt: skip
 
+    def start(self) -> None:
+        """Start a stopped server again on the same folder and port."""
+        self._start()
+
     def begin_smart_shutdown(self) -> None:
         """Ask for a smart shutdown without waiting: while a client stays connected the server
         refuses new connections with "the database system is shutting down"."""

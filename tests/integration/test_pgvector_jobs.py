@@ -229,6 +229,34 @@ def test_job__rides_out_a_restart_of_the_pgvector_server(
     assert has_hnsw(own_server, name)
 
 
+def test_job__waits_out_a_pgvector_server_that_is_down_when_it_starts(
+    settings: Any,
+    own_server: PgvectorServer,
+    make_corpus: Corpus,
+    make_job: MakeJob,
+    processes: Processes,
+) -> None:
+    env = point_at(settings, own_server, REINDEXER_RETRY_BACKOFF_SECONDS="0.4")
+    name = collection()
+    job = make_job(make_corpus(20), store="pgvector", collection=name, batch_size=10)
+    own_server.stop()
+    try:
+        worker = processes.worker("w-pg-down", env=env)
+        wait_until(
+            lambda: "store open retried" in row(job).last_error,
+            timeout=60,
+            what="the worker retrying the store's open",
+        )
+    finally:
+        own_server.start()
+    code, _, err = finish(worker, timeout=120)
+    assert code == 0, err
+    job = row(job)
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert job.retries >= 1, "the refused opens were retried and counted"
+    assert rows_in(own_server, name) == 20
+
+
 def varied_corpus(path: Path, n: int) -> Path:
     """`n` documents of distinct random words: distinct vectors, so the HNSW build takes a
     while (make_corpus's texts repeat, and their index is built in about a second)."""
