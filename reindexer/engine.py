@@ -7,12 +7,12 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Field
 from django.utils import timezone
 from opentelemetry import trace
@@ -76,6 +76,13 @@ class Outcome:
 
 # How often an index build's progress is written and pushed (a build reports about once a second).
 INDEX_REPORT_SECONDS = 1.0
+
+
+T = TypeVar("T")
+
+
+class StopRequested(Exception):
+    """The worker is stopping (SIGTERM) while a store call outside a batch waited to retry."""
 
 
 class _RetriesSeen:
@@ -368,6 +375,8 @@ class JobRunner:
             return self._loop(reader, writer, only, keeper)
         except LeaseLost:
             raise
+        except StopRequested:
+            return self._hand_back()
         except StoreFailed as exc:
             trace.get_current_span().record_exception(exc.cause)
             if store is not None:
@@ -393,20 +402,33 @@ class JobRunner:
         """Open the job's store. A server that is away is retried (and counted) like a batch;
         one that cannot be opened for good (read only, corrupt, other dimensions...) fails."""
         job = self.job
+        return self._retrying_store(
+            lambda: open_store(job.store, job.collection, dimensions), "store open", policy
+        )
+
+    def _retrying_store(self, call: Callable[[], T], what: str, policy: RetryPolicy) -> T:
+        """`call()`, a call to the store outside any batch: its transient errors are retried with
+        backoff and counted until the breaker; any other error fails the job as the store's.
+
+        The lease, the job database and a requested stop are not the store's business: their
+        errors go up unchanged, and a SIGTERM cuts a backoff short (StopRequested).
+        """
         attempts = 0
         while True:
             try:
-                return open_store(job.store, job.collection, dimensions)
+                return call()
+            except (LeaseLost, DatabaseError, IndexBuildAborted):
+                raise
             except Exception as exc:
                 attempts += 1
                 # As for batches, the breaker decides when an absent server counts as down.
                 if not is_transient(exc) or attempts >= policy.breaker_threshold:
-                    if is_store_fatal(exc) or is_transient(exc):
-                        raise StoreFailed(exc, where=_store_where(job)) from exc
-                    raise
+                    raise StoreFailed(exc, where=_store_where(self.job)) from exc
                 self._add_retries(1)
-                job.note_error(self.token, f"store open retried: {type(exc).__name__}: {exc}")
-                time.sleep(policy.delay(attempts, random.Random()))  # noqa: S311 - jitter
+                self.job.note_error(self.token, f"{what} retried: {type(exc).__name__}: {exc}")
+                rng = random.Random()  # noqa: S311 - jitter, not crypto
+                if self.stop.wait(policy.delay(attempts, rng)):
+                    raise StopRequested(f"job {self.job.pk}: stop requested during {what}") from exc
 
     def _set_dimensions(self, dimensions: int) -> None:
         if self.job.dimensions == dimensions:
@@ -518,27 +540,19 @@ class JobRunner:
             return not self._must_stop_indexing()
 
         started = time.monotonic()
-        attempts = 0
-        while True:
-            try:
-                with telemetry.tracer().start_as_current_span(
-                    "reindex.index", attributes={"reindex.job_id": job.pk}
-                ):
-                    built = store.build_index(report)
-                break
-            except IndexBuildAborted:
-                if self._keeper is not None and self._keeper.lost.is_set():
-                    raise LeaseLost(f"job {job.pk}: lease lost while indexing") from None
-                if self._cancel_requested():
-                    return self._confirm_cancel()
-                return self._hand_back()
-            except Exception as exc:
-                attempts += 1
-                if not is_transient(exc) or attempts >= policy.breaker_threshold:
-                    raise StoreFailed(exc, where=_store_where(job)) from exc
-                self._add_retries(1)
-                job.note_error(self.token, f"index build retried: {type(exc).__name__}: {exc}")
-                time.sleep(policy.delay(attempts, random.Random()))  # noqa: S311 - jitter
+        try:
+            with telemetry.tracer().start_as_current_span(
+                "reindex.index", attributes={"reindex.job_id": job.pk}
+            ):
+                built = self._retrying_store(
+                    lambda: store.build_index(report), "index build", policy
+                )
+        except (IndexBuildAborted, StopRequested):
+            if self._keeper is not None and self._keeper.lost.is_set():
+                raise LeaseLost(f"job {job.pk}: lease lost while indexing") from None
+            if self._cancel_requested():
+                return self._confirm_cancel()
+            return self._hand_back()
         if entered:
             seconds = time.monotonic() - started
             phases.finish(Phase.INDEXING, f"index built in {seconds:.1f} s" if built else "")

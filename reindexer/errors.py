@@ -99,6 +99,7 @@ AUTH = "authentication failed"
 DIMENSIONS = "dimension mismatch"
 UNKNOWN_MODEL = "unknown model"
 BAD_RESPONSE = "bad response"
+BAD_SETTING = "bad setting"
 
 _FATAL_ERRNOS = {
     errno.ENOSPC: DISK_FULL,

@@ -23,17 +23,20 @@ class PhaseTracker:
         self.token = token
         self.actor = actor
 
+    def _fence(self, **updates: object) -> None:
+        """Update the job row only while `token` holds it: a worker that lost the job writes no
+        phase of the worker that has it now. Raises LeaseLost."""
+        updated = ReindexJob.objects.leased(self.job.pk, self.token).update(**updates)
+        if updated != 1:
+            raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
+
     def enter(self, name: Phase, *, total: int | None = None, detail: str = "") -> None:
         """Make `name` the current phase and end the one before; a resumed job carries on the
         row of a phase it had begun."""
         job = self.job
         now = timezone.now()
         with transaction.atomic():
-            updated = ReindexJob.objects.leased(job.pk, self.token).update(
-                phase=name, updated_at=now
-            )
-            if updated != 1:
-                raise LeaseLost(f"job {job.pk}: lease {self.token} is no longer held")
+            self._fence(phase=name, updated_at=now)
             JobPhase.objects.filter(job=job, finished_at__isnull=True).exclude(name=name).update(
                 finished_at=now
             )
@@ -53,17 +56,19 @@ class PhaseTracker:
     def report(self, name: Phase, *, done: int | None, total: int | None, detail: str = "") -> None:
         """The progress of phase `name` so far (a store's index build, say)."""
         with transaction.atomic():
+            # The relay (no Redis) follows jobs by updated_at: touching it shows the progress.
+            self._fence(updated_at=timezone.now())
             JobPhase.objects.filter(job=self.job, name=name).update(
                 done=done, total=total, detail=detail[:300]
             )
-            # The relay (no Redis) follows jobs by updated_at: touch it so pages see the progress.
-            ReindexJob.objects.leased(self.job.pk, self.token).update(updated_at=timezone.now())
 
     def finish(self, name: Phase, detail: str) -> None:
         """End phase `name`, with a word on how it went, also logged as an event."""
+        now = timezone.now()
         with transaction.atomic():
+            self._fence(updated_at=now)
             JobPhase.objects.filter(job=self.job, name=name).update(
-                finished_at=timezone.now(), detail=detail[:300]
+                finished_at=now, detail=detail[:300]
             )
             if name in _IN_TIMELINE:
                 self.job.log(EventKind.PHASE, self.actor, f"{name} done: {detail}")

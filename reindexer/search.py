@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from reindexer.embedders import open_embedder
-from reindexer.errors import SpecError
+from reindexer.errors import ReindexerError, SpecError, describe_fault
 from reindexer.stores import store_backend
-from reindexer.stores.sqlite_vec import SqliteVecBackend
 
 MAX_K = 1000
 TEXT_CHARS = 200
@@ -29,8 +27,7 @@ def search(
 ) -> list[Result]:
     """The `k` nearest documents to `text`, nearest first; raises ReindexerError for an operator.
 
-    Never creates the collection: a missing sqlite-vec file is refused before opening, and any
-    store whose collection turns out empty (so missing, or made by this open) is refused too.
+    Never creates the collection: a missing one is refused before opening, an empty one too.
     """
     if not 1 <= k <= MAX_K:
         raise SpecError(f"k must be from 1 to {MAX_K}, got {k}")
@@ -38,15 +35,22 @@ def search(
         raise SpecError("the search text is empty")
     backend = store_backend(store)
     backend.check_collection(collection)
-    missing = f"collection {collection!r} in {store} is empty or missing"
-    if isinstance(backend, SqliteVecBackend) and not Path(backend.location(collection)).exists():
-        raise SpecError(missing)
-    model = open_embedder(embedder)
-    opened = backend.open(collection, model.dimensions)
     try:
-        if opened.count() == 0:
-            raise SpecError(missing)
-        hits = opened.search(model.embed([text]), k=k)
-    finally:
-        opened.close()
+        if not backend.exists(collection):
+            raise SpecError(f"collection {collection!r} in {store} does not exist")
+        model = open_embedder(embedder)
+        opened = backend.open(collection, model.dimensions)
+        try:
+            if opened.count() == 0:
+                raise SpecError(f"collection {collection!r} in {store} is empty")
+            hits = opened.search(model.embed([text]), k=k)
+        finally:
+            opened.close()
+    except ReindexerError:
+        raise
+    except Exception as exc:
+        # A driver's error (the server is down...): one line for the operator, not a traceback.
+        raise ReindexerError(
+            f"cannot search {backend.location(collection)}: {describe_fault(exc)}"
+        ) from exc
     return [Result(hit.id, float(hit.distance), hit.text[:TEXT_CHARS]) for hit in hits]

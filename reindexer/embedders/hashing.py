@@ -25,10 +25,10 @@ def _bucket(feature: str, dimensions: int) -> int:
 
 
 class HashingEmbedder:
-    retries = 0  # it never calls out
     """Deterministic across processes and runs: crc32, not Python's salted hash()."""
 
     name = "hashing"
+    retries = 0  # it never calls out
 
     def __init__(self, dimensions: int = 384) -> None:
         self.dimensions = dimensions

@@ -82,6 +82,10 @@ class StoreBackend(Protocol):
         """Where `collection` lives, for an operator reading an error (a file, a table...)."""
         ...
 
+    def exists(self, collection: str) -> bool:
+        """Whether `collection` is there; may connect, but creates nothing (`reindex search`)."""
+        ...
+
     def open(self, collection: str, dimensions: int) -> VectorStore:
         """Open `collection`, creating it for vectors of `dimensions` if it does not exist.
 

@@ -104,6 +104,9 @@ class FlakyBackend:
     def location(self, collection: str) -> str:
         return self.inner.location(collection)
 
+    def exists(self, collection: str) -> bool:
+        return self.inner.exists(collection)
+
     def open(self, collection: str, dimensions: int) -> FlakyStore:
         return FlakyStore(self.inner.open(collection, dimensions), self.options)
 

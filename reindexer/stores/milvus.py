@@ -327,6 +327,15 @@ class MilvusBackend:
     def location(self, collection: str) -> str:
         return f"collection {collection!r} on the Milvus server at {SETTING}"
 
+    def exists(self, collection: str) -> bool:
+        check_collection(collection)
+        client = _connect()
+        try:
+            with translated(collection):
+                return bool(client.has_collection(collection, timeout=CALL_TIMEOUT_SECONDS))
+        finally:
+            client.close()
+
     def open(self, collection: str, dimensions: int) -> MilvusStore:
         check_collection(collection)
         client = _connect()

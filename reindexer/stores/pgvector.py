@@ -37,7 +37,14 @@ from reindexer import conf
 from reindexer.backends import ParsedSpec
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
-from reindexer.errors import BackendFailed, DimensionMismatch, ErrorKind, SpecError, classify
+from reindexer.errors import (
+    BAD_SETTING,
+    BackendFailed,
+    DimensionMismatch,
+    ErrorKind,
+    SpecError,
+    classify,
+)
 from reindexer.stores.base import Hit, IndexReport
 from reindexer.stores.pgvector_index import build_hnsw, index_name
 
@@ -132,7 +139,18 @@ def lost_connection(exc: psycopg.OperationalError) -> psycopg.OperationalError:
     return failure
 
 
+def _parsed(url: str) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the URL back, password and all: name the setting instead.
+        raise BackendFailed(
+            f"{SETTING} is not a valid PostgreSQL URL or conninfo string", cause=BAD_SETTING
+        ) from None
+
+
 def _open_connection(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    _parsed(url)
     try:
         return psycopg.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
@@ -143,7 +161,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
     """An autocommit connection with the vector type registered; settings in the URL win."""
     from pgvector.psycopg import register_vector
 
-    given = conninfo_to_dict(url)
+    given = _parsed(url)
     extra: dict[str, Any] = {}
     if "connect_timeout" not in given:
         extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
@@ -329,6 +347,15 @@ class PgvectorBackend:
         url = conf.get().pgvector_url
         where = describe_database(url) if url else f"the database at {SETTING}"
         return f"table {collection!r} in {where}"
+
+    def exists(self, collection: str) -> bool:
+        validate_collection(collection)
+        with _open_connection(_url(), connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = %s",
+                (collection,),
+            ).fetchone()
+        return found is not None
 
     def open(self, collection: str, dimensions: int) -> PgvectorStore:
         validate_collection(collection)

@@ -168,5 +168,8 @@ class SqliteVecBackend:
     def location(self, collection: str) -> str:
         return str(SqliteVecStore.path_of(conf.get().data_dir, collection))
 
+    def exists(self, collection: str) -> bool:
+        return SqliteVecStore.path_of(conf.get().data_dir, collection).exists()
+
     def open(self, collection: str, dimensions: int) -> SqliteVecStore:
         return SqliteVecStore.for_collection(conf.get().data_dir, collection, dimensions)

@@ -100,9 +100,13 @@ def test_search__refuses_bad_arguments(indexed: str, argv: list[str], message: s
 
 
 def test_search__missing_collection_is_refused_and_not_created(data_dir: Path) -> None:
-    with pytest.raises(CommandError, match="collection 'ghost' in sqlite-vec is empty or missing"):
+    with pytest.raises(CommandError, match="collection 'ghost' in sqlite-vec does not exist"):
         search("--collection", "ghost", "anything")
     assert not Path(SqliteVecBackend().location("ghost")).exists()
+    flaky = "flaky(sqlite-vec,transient=0)"
+    with pytest.raises(CommandError, match=r"collection 'ghost' in flaky\(.*does not exist"):
+        search("--store", flaky, "--collection", "ghost", "anything")
+    assert not Path(SqliteVecBackend().location("ghost")).exists(), "nor through a wrapper"
     with pytest.raises(CommandError, match="must be 1-64 letters"):
         search("--collection", "../ghost", "anything")
 
