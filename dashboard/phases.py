@@ -46,7 +46,7 @@ def phase_steps(job: ReindexJob, now: datetime | None = None) -> list[PhaseStep]
 def _step(job: ReindexJob, row: JobPhase, now: datetime) -> PhaseStep:
     ended_at = row.finished_at
     if ended_at is None and job.is_finished:
-        # A force-cancelled job left its phase open: it ended with the job.
+        # A job failed in place on a full database may have had no room to close its phase.
         ended_at = job.finished_at
     if ended_at is not None:
         state, duration = "done", max(0.0, (ended_at - row.started_at).total_seconds())

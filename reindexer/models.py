@@ -475,9 +475,12 @@ class ReindexJob(models.Model):
                 lease_token=None,
                 **updates,
             )
-            # The phase the job ended in ends with it (a failed index build, a cancelled write).
-            self.phases.filter(finished_at__isnull=True).update(finished_at=now)
+            self._end_phases(now)
             self.log(event, actor, detail())
+
+    def _end_phases(self, now: datetime) -> None:
+        """The phase the job ended in ends with it (a failed index build, a cancelled write)."""
+        self.phases.filter(finished_at__isnull=True).update(finished_at=now)
 
     def complete(self, token: uuid.UUID, actor: str) -> None:
         def detail() -> str:
@@ -513,7 +516,8 @@ class ReindexJob(models.Model):
             last_error=storable(error),
             last_error_at=now,
         )
-        with contextlib.suppress(DatabaseError):  # the row tells the story without its event
+        with contextlib.suppress(DatabaseError):  # the row tells the story without these
+            self._end_phases(now)
             self.log(EventKind.FAILED, actor, error)
 
     def request_cancel(self, actor: str) -> None:
@@ -555,6 +559,7 @@ class ReindexJob(models.Model):
                     finished_at=now,
                     lease_token=None,
                 )
+                self._end_phases(now)
                 # The row as the UPDATE left it: the worker and its last beat are unchanged.
                 since = self.heartbeat_at.isoformat() if self.heartbeat_at else "?"
                 self.log(

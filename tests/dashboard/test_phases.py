@@ -96,7 +96,7 @@ def test_detail__force_cancelled_job_shows_its_open_phase_ended_with_the_job(
     phases.enter(Phase.WRITING, total=5)
     force_cancel_job(job)
     job.refresh_from_db()
-    assert job.phases.get(name=Phase.WRITING).finished_at is None  # left open by the cancel
+    assert job.phases.get(name=Phase.WRITING).finished_at == job.finished_at, "ends with the job"
     page = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
     assert states(page)["writing"] == "done"
     writing = page[page.index('data-phase-name="writing"') :]
