@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from reindexer.embedders.hashing import HashingEmbedder
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.stores.milvus import MilvusBackend
 from tests.integration.conftest import Processes, finish, wait_until
+from tests.integration.store_jobs import collection, row, verify
 from tests.milvus_server import MilvusServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.backends, pytest.mark.django_db(transaction=True)]
@@ -29,22 +29,6 @@ def point_at(settings: Any, server: MilvusServer, **extra: str) -> dict[str, str
     """Configure `milvus` for this process (job creation) and return the worker's environment."""
     settings.REINDEXER = dataclasses.replace(settings.REINDEXER, milvus_uri=server.url)
     return {"REINDEXER_MILVUS_URI": server.url, **extra}
-
-
-def collection() -> str:
-    return f"jobs_{uuid.uuid4().hex[:12]}"
-
-
-def row(job: ReindexJob) -> ReindexJob:
-    return ReindexJob.objects.get(pk=job.pk)
-
-
-def verify(processes: Processes, job: ReindexJob, env: dict[str, str]) -> dict[str, Any]:
-    processes.env = {**processes.env, **env}
-    done = processes.run("reindex", "verify", str(job.pk), "--json", timeout=60)
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def test_job__writes_every_document_into_milvus_and_verify_finds_them_all(

@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from reindexer.jobs import cancel_job
 from reindexer.models import EventKind, JobEvent, JobPhase, JobStatus, Phase, ReindexJob
 from reindexer.stores.pgvector import PgvectorStore
 from tests.integration.conftest import Processes, finish, wait_until
+from tests.integration.store_jobs import collection, row, verify
 from tests.pgvector_server import PgvectorServer, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.backends, pytest.mark.django_db(transaction=True)]
@@ -49,14 +49,6 @@ def point_at(settings: Any, server: PgvectorServer, **extra: str) -> dict[str, s
     return {"REINDEXER_PGVECTOR_URL": server.url, **extra}
 
 
-def collection() -> str:
-    return f"jobs_{uuid.uuid4().hex[:12]}"
-
-
-def row(job: ReindexJob) -> ReindexJob:
-    return ReindexJob.objects.get(pk=job.pk)
-
-
 def rows_in(server: PgvectorServer, table: str) -> int:
     with psycopg.connect(server.url) as conn:
         found = conn.execute(SQL("SELECT count(*) FROM {}").format(Identifier(table))).fetchone()
@@ -70,14 +62,6 @@ def has_hnsw(server: PgvectorServer, table: str) -> bool:
             (table, f"{table}_embedding_hnsw"),
         ).fetchone()
     return found is not None and "USING hnsw (embedding vector_cosine_ops)" in str(found[0])
-
-
-def verify(processes: Processes, job: ReindexJob, env: dict[str, str]) -> dict[str, Any]:
-    processes.env = {**processes.env, **env}
-    done = processes.run("reindex", "verify", str(job.pk), "--json", timeout=60)
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def test_job__writes_into_pgvector_then_builds_the_index_as_a_phase_of_its_own(

@@ -16,6 +16,7 @@ from reindexer.batching import RetryPolicy
 from reindexer.models import JobStatus, ReindexJob
 from tests.embedding_server import OK, embedding_server
 from tests.integration.conftest import Processes, finish, wait_until
+from tests.integration.store_jobs import row
 from tests.integration.test_sql_source_jobs import (
     ARTICLES,
     PG_ADDRESS,
@@ -32,10 +33,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 MakeJob = Callable[..., ReindexJob]
 # One line per retry of the sql source (reindexer/sources/sql.py logs each before it sleeps).
 SQL_RETRY_LINE = re.compile(r"reindexer\.sources\.sql: sql source: retry \d+ after ")
-
-
-def row(job: ReindexJob) -> ReindexJob:
-    return ReindexJob.objects.get(pk=job.pk)
 
 
 @pytest.fixture
