@@ -88,6 +88,43 @@ _FIGURES: dict[str, Any] = {
 }
 
 
+class SliceOut(BaseModel):
+    """One slice of a sliced job: its range's figures and the worker running it."""
+
+    id: int
+    slice_number: int
+    status: Literal[tuple(JobStatus.values)]  # type: ignore[valid-type]
+    label: str
+    worker: str
+    total_docs: int | None
+    processed_docs: int
+    failed_docs: int
+    skipped_docs: int
+    progress: Annotated[float, Field(ge=0, le=1)]
+    batches_done: int
+    batches_failed: int
+    retries: int
+    docs_per_second: float | None
+    eta_seconds: float | None
+    heartbeat_at: Timestamp | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    error: str
+
+
+_SLICE_FIGURES: dict[str, Any] = {
+    "slice_count": Annotated[
+        int, Field(description="The slices asked for (1: not sliced); the `slices` field of input.")
+    ],
+    "slices": Annotated[
+        list[SliceOut],
+        Field(description="A sliced job's slices, once its source is split; empty otherwise."),
+    ],
+    "slice_of": Annotated[int | None, Field(description="For a slice: the job it is a slice of.")],
+    "slice_number": int | None,
+}
+
+
 class _PresentedJob(BaseModel):
     """Reads a ReindexJob through the presenter, where each figure is computed once."""
 
@@ -103,6 +140,8 @@ _FIELDS: dict[str, Any] = {
         for name, info in JobSpec.model_fields.items()
     },
     **{name: (annotation, ...) for name, annotation in _FIGURES.items()},
+    # After the spec's fields: as output, `slices` is the list of slices, not their number.
+    **{name: (annotation, ...) for name, annotation in _SLICE_FIGURES.items()},
 }
 JobOut = create_model(
     "Job",

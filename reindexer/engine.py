@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Field
+from django.db.models.functions import Now
 from django.utils import timezone
 from opentelemetry import trace
 
-from reindexer import telemetry
+from reindexer import slicing, telemetry
 from reindexer.batching import (
     BatchOutcome,
     BatchWriter,
@@ -41,6 +42,7 @@ from reindexer.models import (
     BATCH_COUNTERS,
     BatchFailure,
     EventKind,
+    JobStatus,
     LeaseLost,
     Phase,
     ReindexJob,
@@ -72,6 +74,8 @@ class Outcome:
     HANDED_BACK = "handed_back"
     LEASE_LOST = "lease_lost"
     ABANDONED = "abandoned"
+    # A sliced job was split (or resumed): its slices run as jobs of their own.
+    SLICED = "sliced"
 
 
 # How often an index build's progress is written and pushed (a build reports about once a second).
@@ -104,7 +108,9 @@ class BatchCommitter:
 
     The counter UPDATE is the hot path of a job, so its SQL is built once, not per batch by the ORM
     (which cost about 2.5 ms a batch, against 0.05 ms raw). Its fence is the one `leased()` uses,
-    and its parameters are named: the counters by BATCH_COUNTERS, the fence by its fields.
+    and its parameters are named: the counters by BATCH_COUNTERS, the fence by its fields. The
+    heartbeat it renews is the database's clock. A slice's batch adds to its sliced job's counters
+    in the same transaction, which also tells how the whole job stands against its error budget.
     """
 
     def __init__(self, job: ReindexJob, token: uuid.UUID) -> None:
@@ -122,13 +128,25 @@ class BatchCommitter:
         columns = {name: self._field(name)[1] for name in BATCH_COUNTERS}
         assignments = ", ".join(f"{c} = {c} + %({name})s" for name, c in columns.items())
         table = q(meta.db_table)
+        compiler = ReindexJob.objects.none().query.get_compiler(connection=connection)
+        now_sql, _ = compiler.compile(Now())
         # Identifiers come quoted from the model's meta; every value is a query parameter.
         self._update_sql = (
             f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %(checkpoint)s, "  # noqa: S608
-            f"{q('heartbeat_at')} = %(now)s, {q('updated_at')} = %(now)s "
+            f"{q('heartbeat_at')} = {now_sql}, {q('updated_at')} = {now_sql} "
             f"WHERE {' AND '.join(fence_terms)} "
             # One round trip also tells whether a cancel was requested (SQLite 3.35+, PostgreSQL).
             f"RETURNING {q('cancel_requested_at')}"
+        )
+        # The sliced job's figures after this slice's batch: (failed_docs, total_docs).
+        self.whole_job: tuple[int, int | None] | None = None
+        self._parent_sql = (
+            f"UPDATE {table} SET {assignments}, "  # noqa: S608
+            f"{q('heartbeat_at')} = {now_sql}, {q('updated_at')} = {now_sql} "
+            f"WHERE {q('id')} = %(parent_id)s "
+            f"RETURNING {self._field('failed_docs')[1]}, {self._field('total_docs')[1]}"
+            if job.parent_id is not None
+            else ""
         )
 
     @staticmethod
@@ -180,17 +198,22 @@ class BatchCommitter:
         params = {
             **counts,
             "checkpoint": self._checkpoint_field.get_db_prep_save(checkpoint, connection),
-            "now": connection.ops.adapt_datetimefield_value(now),
             **self._fence_params,
         }
         # A batch without failures is one statement, atomic on its own; failures join it in a
-        # transaction, so that they are recorded exactly when the checkpoint moves past them.
-        with transaction.atomic() if failures else nullcontext():
+        # transaction, so that they are recorded exactly when the checkpoint moves past them,
+        # and so does a slice's sliced job.
+        atomic = bool(failures) or bool(self._parent_sql)
+        with transaction.atomic() if atomic else nullcontext():
             with connection.cursor() as cursor:
                 cursor.execute(self._update_sql, params)
                 row = cursor.fetchone()
-            if row is None:
-                raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
+                if row is None:
+                    raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
+                if self._parent_sql:
+                    cursor.execute(self._parent_sql, {**counts, "parent_id": self.job.parent_id})
+                    whole = cursor.fetchone()
+                    self.whole_job = (int(whole[0]), whole[1]) if whole else None
             if failures:
                 BatchFailure.objects.bulk_create(
                     BatchFailure(
@@ -252,7 +275,12 @@ class JobRunner:
         self._keeper: LeaseKeeper | None = None
         # (batches_done, monotonic deadline) of the database blink being waited out, if any.
         self._blink: tuple[int, float] | None = None
+        # When this worker last renewed the lease, on its own monotonic clock: what the lease
+        # has left is measured from there, never by comparing its clock with the database's.
+        self._renewed = time.monotonic()
         self._phases = PhaseTracker(job, token, worker_id)
+        # A slice: its sliced job's (failed_docs, total_docs) as of the last commit.
+        self._whole_job: tuple[int, int | None] | None = None
 
     def run(self) -> str:
         job = self.job
@@ -340,16 +368,16 @@ class JobRunner:
 
     def _lease_deadline(self) -> float:
         """When, on the monotonic clock, the lease lapses if nobody renews it."""
-        renewals = [self.job.heartbeat_at, self._keeper.renewed_at if self._keeper else None]
-        last = max((at for at in renewals if at is not None), default=timezone.now())
-        left = self.options.lease_seconds - (timezone.now() - last).total_seconds()
-        return time.monotonic() + left
+        renewed = [self._renewed, self._keeper.renewed_monotonic if self._keeper else None]
+        return max(at for at in renewed if at is not None) + self.options.lease_seconds
 
     def _run(self, keeper: LeaseKeeper) -> str:
         job = self.job
         store: VectorStore | None = None
         reader: SourceReader | None = None
         try:
+            if job.is_sliced:
+                return self._run_sliced()
             only = set(failed_doc_ids(job.retry_of)) if job.retry_of_id and job.retry_of else None
             source = open_source(job.source)
             phases = self._phases
@@ -370,7 +398,7 @@ class JobRunner:
             policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
             store = self._open_store(embedder.dimensions, policy)
             writer = BatchWriter(embedder, store, policy)
-            reader = source.open(job.checkpoint or None)
+            reader = source.open(job.checkpoint or None, bounds=job.slice_bounds or None)
             phases.enter(Phase.WRITING, total=job.total_docs)
             return self._loop(reader, writer, only, keeper)
         except LeaseLost:
@@ -397,6 +425,62 @@ class JobRunner:
                 reader.close()
             if store is not None:
                 store.close()
+
+    def _run_sliced(self) -> str:
+        """A sliced job: split it into slices, leave it to them, or finish it once they ended."""
+        job = self.job
+        if not job.slice_jobs.exists():
+            return self._split()
+        if job.slice_jobs.active().exists():  # resumed: its reopened slices wait for workers
+            self._end_heartbeats()
+            slicing.release(job, self.token)
+            return Outcome.SLICED
+        return self._finish_sliced()
+
+    def _split(self) -> str:
+        job = self.job
+        source = open_source(job.source)
+        self._phases.enter(Phase.COUNTING)
+        embedder = open_embedder(job.embedder)
+        self._set_dimensions(embedder.dimensions)
+        policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
+        # Opened once here, so that a store that cannot take the job (other dimensions, a bad
+        # name) fails it before any slice exists.
+        self._open_store(embedder.dimensions, policy).close()
+        parts = source.split(job.slices)
+        if self._cancel_requested():
+            return self._confirm_cancel()
+        slicing.create_slices(job, self.token, self.worker_id, parts)
+        self._phases.enter(Phase.WRITING, total=job.total_docs)
+        self._end_heartbeats()
+        return Outcome.SLICED
+
+    def _finish_sliced(self) -> str:
+        """Every slice has ended: end the sliced job as they did (building the index first)."""
+        job = self.job
+        job.refresh_from_db()
+        status, error = slicing.end_state(job)
+        if status == JobStatus.FAILED:
+            return self._fail(error)
+        if status == JobStatus.CANCELLED:
+            if job.cancel_requested_at is None:  # a slice cancelled on its own (the admin)
+                job.request_cancel(self.worker_id, reason="a slice was cancelled")
+            return self._confirm_cancel()
+        if self._over_budget(final=True):
+            return self._fail(self._budget_error())
+        if job.dimensions is None:
+            raise ReindexerError(f"job {job.pk} has slices but no dimensions")
+        policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
+        store = self._open_store(job.dimensions, policy)
+        try:
+            stopped = self._build_index(store, policy)
+        finally:
+            store.close()
+        if stopped is not None:
+            return stopped
+        self._end_heartbeats()
+        job.complete(self.token, self.worker_id)
+        return Outcome.COMPLETED
 
     def _open_store(self, dimensions: int, policy: RetryPolicy) -> VectorStore:
         """Open the job's store. A server that is away is retried (and counted) like a batch;
@@ -474,6 +558,8 @@ class JobRunner:
             cancel_requested = committer.commit(
                 batch_number, len(records), outcome, reader.checkpoint()
             )
+            self._renewed = time.monotonic()
+            self._whole_job = committer.whole_job
             sampler.note(job)
             if outcome.last_retried_error is not None:
                 job.note_error(
@@ -488,7 +574,8 @@ class JobRunner:
                 return self._hand_back()
         if self._over_budget(final=True):
             return self._fail(self._budget_error())
-        stopped = self._build_index(writer.store, writer.policy)
+        # A slice leaves the index to its sliced job, built once every slice has written.
+        stopped = None if job.is_slice else self._build_index(writer.store, writer.policy)
         if stopped is not None:
             return stopped
         self._end_heartbeats()
@@ -510,7 +597,12 @@ class JobRunner:
     def _add_retries(self, n: int) -> None:
         """Count retries that no batch commit will carry (the batch that gave up)."""
         if n:
-            ReindexJob.objects.leased(self.job.pk, self.token).update(retries=F("retries") + n)
+            with transaction.atomic():
+                ReindexJob.objects.leased(self.job.pk, self.token).update(retries=F("retries") + n)
+                if self.job.parent_id is not None:
+                    ReindexJob.objects.filter(pk=self.job.parent_id).update(
+                        retries=F("retries") + n
+                    )
             self.job.retries += n
 
     def _build_index(self, store: VectorStore, policy: RetryPolicy) -> str | None:
@@ -621,17 +713,26 @@ class JobRunner:
                     )
             return outcome
 
+    def _budget_figures(self) -> tuple[int, int | None]:
+        """(failed_docs, total_docs) that the error budget applies to: the whole job's."""
+        if self.job.is_slice:
+            return self._whole_job or (0, None)
+        return self.job.failed_docs, self.job.total_docs
+
     def _over_budget(self, *, final: bool) -> bool:
         job = self.job
-        total = job.total_docs if job.total_docs is not None else job.processed_docs
-        if not final and job.total_docs is None:
-            return False
-        return job.failed_docs > job.max_failed_ratio * total
+        failed, total = self._budget_figures()
+        if total is None:
+            if not final or job.is_slice:  # a slice's end is not its job's
+                return False
+            total = job.processed_docs
+        return failed > job.max_failed_ratio * total
 
     def _budget_error(self) -> str:
         job = self.job
+        failed, total = self._budget_figures()
         return (
-            f"error budget exceeded: {job.failed_docs} of {job.total_docs} documents failed, "
+            f"error budget exceeded: {failed} of {total} documents failed, "
             f"more than max_failed_ratio={job.max_failed_ratio:g}"
         )
 
@@ -651,6 +752,8 @@ class JobRunner:
             logger.warning("job %s: failing it in place: %s", self.job.pk, exc)
             connection.close()
             self.job.fail_in_place(self.token, self.worker_id, error)
+        # A failed slice fails its whole job: the other slices stop at their next boundary.
+        slicing.stop_whole_job(self.job, error, self.worker_id)
         return Outcome.FAILED
 
     def _job_database_failed(self, exc: OperationalError | InterfaceError) -> str:
@@ -671,3 +774,5 @@ class JobRunner:
     def _publish(self, *, force: bool = False) -> None:
         if self.publisher is not None:
             self.publisher.publish(self.job.pk, force=force)
+            if self.job.parent_id is not None:  # its batch moved the sliced job's figures too
+                self.publisher.publish(self.job.parent_id, force=force)

@@ -59,7 +59,12 @@ def create_job(
 
 
 def cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
-    """Cancel a pending job, or request the cancel of a running one; raises InvalidTransition."""
+    """Cancel a pending job, or request the cancel of a running one; raises InvalidTransition.
+
+    A slice is not cancelled alone: the cancel stops its whole sliced job.
+    """
+    if job.parent_id is not None:
+        job = ReindexJob.objects.get(pk=job.parent_id)
     with transaction.atomic():
         job.request_cancel(actor_name(user))
         announce(job.pk)
@@ -70,9 +75,7 @@ def force_cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -
     """Cancel a running job whose lease expired, with no worker to confirm it; raises
     InvalidTransition while its worker still renews the lease."""
     with transaction.atomic():
-        job.force_cancel(
-            actor_name(user), now=timezone.now(), lease_seconds=conf.get().lease_seconds
-        )
+        job.force_cancel(actor_name(user), lease_seconds=conf.get().lease_seconds)
         announce(job.pk)
     return job
 

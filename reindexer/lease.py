@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from datetime import datetime
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -28,9 +28,10 @@ class LeaseKeeper:
         self.token = token
         self.interval = interval
         self.lost = threading.Event()
-        # When this keeper last renewed the lease: with the job's own heartbeat_at, it tells the
-        # engine how long its lease outlives a database blink.
-        self.renewed_at: datetime | None = None
+        # When this keeper last renewed the lease, on this host's monotonic clock: it tells the
+        # engine how long its lease outlives a database blink (the heartbeat itself is the
+        # database's clock, which this host's may not agree with).
+        self.renewed_monotonic: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-job-{job.pk}", daemon=True)
 
@@ -43,8 +44,8 @@ class LeaseKeeper:
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    now = timezone.now()
-                    self.job.heartbeat(self.token, now=now)
+                    sent = time.monotonic()
+                    self.job.heartbeat(self.token)
                 except LeaseLost:
                     logger.warning("job %s: lease lost; this worker will drop it", self.job.pk)
                     self.lost.set()
@@ -56,9 +57,9 @@ class LeaseKeeper:
                     log_failed_attempt(logger, what, failures, self.interval, exc)
                     close_old_connections()
                 else:
-                    self.renewed_at = now
+                    self.renewed_monotonic = sent
                     failures = 0
-                    registry.renew(self.job.worker, now)
+                    registry.renew(self.job.worker, timezone.now())
         finally:
             connection.close()
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.db import DatabaseError, models, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from reindexer import specs
@@ -35,8 +36,9 @@ FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 # For each target status, the statuses a job may come from.
 ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
-    # From running: handed back; from failed: resumed from its checkpoint by an operator.
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    # From running: handed back; from failed: resumed from its checkpoint by an operator;
+    # from cancelled: only a slice, stopped with its job and reopened when the job resumes.
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),
     JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
     JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
@@ -95,6 +97,8 @@ class EventKind(models.TextChoices):
     RECLAIMED = "reclaimed"
     RETRY_FAILED_QUEUED = "retry_failed_queued"
     RESUMED = "resumed"
+    # A sliced job's source was split into its slices (or its unfinished slices reopened).
+    SLICED = "sliced"
     # A phase of the job began or ended (its detail says which, and how long it took).
     PHASE = "phase"
 
@@ -127,9 +131,24 @@ class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
         """Jobs in a final state."""
         return self.filter(status__in=FINISHED_STATUSES)
 
-    def stale(self, now: datetime, lease_seconds: float) -> ReindexJobQuerySet:
-        """Running jobs whose worker has not renewed its lease in time."""
-        return self.running().filter(heartbeat_at__lt=now - timedelta(seconds=lease_seconds))
+    def stale(self, lease_seconds: float) -> ReindexJobQuerySet:
+        """Running jobs whose worker has not renewed its lease in time, by the database's clock."""
+        return self.running().filter(heartbeat_at__lt=lease_cutoff(lease_seconds))
+
+    def top_level(self) -> ReindexJobQuerySet:
+        """Jobs as operators queue them: every job but the slices of a sliced one."""
+        return self.filter(parent__isnull=True)
+
+    def orphaned_cancels(self, lease_seconds: float) -> ReindexJobQuerySet:
+        """Running jobs asked to cancel whose lease expired: no worker is left to confirm it.
+
+        A sliced job qualifies once none of its slices is still active.
+        """
+        return (
+            self.stale(lease_seconds)
+            .filter(cancel_requested_at__isnull=False)
+            .exclude(Exists(ReindexJob.objects.active().filter(parent=OuterRef("pk"))))
+        )
 
     def leased(self, pk: int, token: uuid.UUID) -> ReindexJobQuerySet:
         """The job `pk` while `token` holds its running lease."""
@@ -140,23 +159,43 @@ class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
         return self.order_by("created_at", "id")
 
     def unheld(self) -> ReindexJobQuerySet:
-        """Jobs whose store and collection no other running job writes (one writer each)."""
-        writer = ReindexJob.objects.running().filter(
-            store=OuterRef("store"), collection=OuterRef("collection")
-        )
-        return self.exclude(Exists(writer.exclude(pk=OuterRef("pk"))))
+        """Jobs whose store and collection no other running job writes (one writer each).
 
-    def claimable(self, now: datetime, lease_seconds: float) -> ReindexJobQuerySet:
+        A slice is never held: its sliced job holds the collection for all of its slices.
+        """
+        writer = ReindexJob.objects.running().filter(
+            store=OuterRef("store"), collection=OuterRef("collection"), parent__isnull=True
+        )
+        return self.exclude(Q(parent__isnull=True) & Exists(writer.exclude(pk=OuterRef("pk"))))
+
+    def claimable(self, lease_seconds: float) -> ReindexJobQuerySet:
         """Pending jobs and stale running jobs, oldest first, but for those whose collection
-        another running job writes: the worker's claim order."""
-        cutoff = now - timedelta(seconds=lease_seconds)
+        another running job writes: the worker's claim order. Leases are compared with the
+        database's clock, so a worker whose clock is off can neither steal nor keep a job.
+
+        A sliced job whose slices run is not stale however old its own heartbeat: its slices
+        are the ones claimed. Once they have all ended, it is claimed to be finished.
+        """
+        slices_active = Exists(ReindexJob.objects.active().filter(parent=OuterRef("pk")))
+        parent_runs = Exists(
+            ReindexJob.objects.running().filter(pk=OuterRef("parent"), parent__isnull=True)
+        )
         return (
             self.filter(
-                Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
+                Q(status=JobStatus.PENDING)
+                | Q(status=JobStatus.RUNNING, heartbeat_at__lt=lease_cutoff(lease_seconds))
             )
+            .exclude(Q(status=JobStatus.RUNNING) & slices_active)
+            # A slice runs only while its job does (not while it is still being split).
+            .exclude(Q(parent__isnull=False) & ~parent_runs)
             .unheld()
             .in_claim_order()
         )
+
+
+def lease_cutoff(lease_seconds: float) -> Any:
+    """The heartbeat before which a lease has expired, as an expression of the database's clock."""
+    return Now() - timedelta(seconds=lease_seconds)
 
 
 class ReindexJob(models.Model):
@@ -217,6 +256,15 @@ class ReindexJob(models.Model):
     )
     # The embedder's dimensions, known once the job opened its embedder (openai: learned).
     dimensions = models.PositiveIntegerField(null=True, blank=True)
+    # Sliced jobs: `slices` > 1 splits the source into that many slices, each a job of its own
+    # (`parent`, `slice_number` from 1, `slice_bounds` its range of the source) that workers
+    # claim, lease, checkpoint and resume alone. Their counters add up in the sliced job's.
+    slices = models.PositiveSmallIntegerField(default=1)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="slice_jobs"
+    )
+    slice_number = models.PositiveSmallIntegerField(null=True, blank=True)
+    slice_bounds = models.JSONField(default=dict, blank=True)
 
     objects: ClassVar[ReindexJobQuerySet] = ReindexJobQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -269,10 +317,20 @@ class ReindexJob(models.Model):
                 name="reindexjob_running_has_lease",
             ),
             # One writer per collection: a second job on it waits as pending (see `unheld`).
+            # A sliced job holds it for its slices, which are not counted.
             models.UniqueConstraint(
                 fields=["store", "collection"],
-                condition=Q(status="running"),
+                condition=Q(status="running", parent__isnull=True),
                 name="reindexjob_one_writer_per_collection",
+            ),
+            models.UniqueConstraint(
+                fields=["parent", "slice_number"],
+                condition=Q(parent__isnull=False),
+                name="reindexjob_one_row_per_slice",
+            ),
+            models.CheckConstraint(
+                condition=Q(slices__gte=1, slices__lte=specs.MAX_SLICES),
+                name="reindexjob_slices_range",
             ),
         ]
 
@@ -288,6 +346,15 @@ class ReindexJob(models.Model):
     @property
     def is_cancelling(self) -> bool:
         return self.status == JobStatus.RUNNING and self.cancel_requested_at is not None
+
+    @property
+    def is_sliced(self) -> bool:
+        """Whether this job runs as slices (it is their parent)."""
+        return self.slices > 1 and self.parent_id is None
+
+    @property
+    def is_slice(self) -> bool:
+        return self.parent_id is not None
 
     @property
     def written_docs(self) -> int:
@@ -345,7 +412,7 @@ class ReindexJob(models.Model):
         rows = ReindexJob.objects.filter(pk=self.pk, status__in=allowed)
         if where is not None:
             rows = rows.filter(where)
-        if rows.update(status=to, updated_at=timezone.now(), **updates) != 1:
+        if rows.update(status=to, updated_at=Now(), **updates) != 1:
             current = ReindexJob.objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise raises(
                 f"job {self.pk} cannot become {to.value}: it is {current or 'gone'}"
@@ -354,17 +421,22 @@ class ReindexJob(models.Model):
             )
         self.refresh_from_db()
 
-    def claim(self, worker: str, *, now: datetime, lease_seconds: float) -> uuid.UUID:
+    def claim(self, worker: str, *, lease_seconds: float) -> uuid.UUID:
         """Take a pending job, or a running one whose lease expired, for `worker`.
 
-        Raises JobStuck, having failed the job, instead of a reclaim that would be the
-        (MAX_RECLAIMS_WITHOUT_PROGRESS + 1)th in a row to find no progress.
+        The heartbeat is the database's `now()`, and expiry is judged by it: never by the clock
+        of the worker's host. Raises JobStuck, having failed the job, instead of a reclaim that
+        would be the (MAX_RECLAIMS_WITHOUT_PROGRESS + 1)th in a row to find no progress.
         """
         token = uuid.uuid4()
-        cutoff = now - timedelta(seconds=lease_seconds)
+        now = timezone.now()
         reclaiming = self.status == JobStatus.RUNNING
         where = (
-            Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff, lease_token=self.lease_token)
+            Q(
+                status=JobStatus.RUNNING,
+                heartbeat_at__lt=lease_cutoff(lease_seconds),
+                lease_token=self.lease_token,
+            )
             if reclaiming
             else Q(status=JobStatus.PENDING)
         )
@@ -377,15 +449,15 @@ class ReindexJob(models.Model):
             f"lease of {previous_worker or 'unknown worker'} expired; "
             f"resuming from {self.processed_docs} processed"
         )
-        noted: dict[str, Any] = {"last_error": reason, "last_error_at": now} if reclaiming else {}
+        noted: dict[str, Any] = {"last_error": reason, "last_error_at": Now()} if reclaiming else {}
         with transaction.atomic():
             self._transition(
                 JobStatus.RUNNING,
                 where=where,
                 worker=worker,
                 lease_token=token,
-                heartbeat_at=now,
-                started_at=self.started_at or now,
+                heartbeat_at=Now(),
+                started_at=self.started_at or Now(),
                 processed_at_claim=self.processed_docs,
                 reclaims_without_progress=(
                     without_progress if reclaiming else self.reclaims_without_progress
@@ -425,16 +497,17 @@ class ReindexJob(models.Model):
         now = timezone.now()
         message = storable(message)
         updated = ReindexJob.objects.leased(self.pk, token).update(
-            last_error=message, last_error_at=now, updated_at=now
+            last_error=message, last_error_at=now, updated_at=Now()
         )
         if updated != 1:
             raise LeaseLost(f"job {self.pk}: lease {token} is no longer held")
         self.last_error, self.last_error_at = message, now
 
-    def heartbeat(self, token: uuid.UUID, *, now: datetime | None = None) -> None:
-        """Renew the lease; raise LeaseLost if this token no longer holds the job."""
+    def heartbeat(self, token: uuid.UUID) -> None:
+        """Renew the lease at the database's clock; raise LeaseLost if this token no longer
+        holds the job."""
         updated = ReindexJob.objects.leased(self.pk, token).update(
-            heartbeat_at=now or timezone.now(), updated_at=timezone.now()
+            heartbeat_at=Now(), updated_at=Now()
         )
         if updated != 1:
             raise LeaseLost(f"job {self.pk}: lease {token} is no longer held")
@@ -465,17 +538,16 @@ class ReindexJob(models.Model):
     ) -> None:
         """End the job `token` holds, with its event; `detail` reads the final counters."""
         fence = Q(lease_token=token) & (where or Q())
-        now = timezone.now()
         with transaction.atomic():
             self._transition(
                 to,
                 where=fence,
                 raises=LeaseLost,
-                finished_at=now,
+                finished_at=Now(),
                 lease_token=None,
                 **updates,
             )
-            self._end_phases(now)
+            self._end_phases(self.finished_at or timezone.now())
             self.log(event, actor, detail())
 
     def _end_phases(self, now: datetime) -> None:
@@ -520,19 +592,23 @@ class ReindexJob(models.Model):
             self._end_phases(now)
             self.log(EventKind.FAILED, actor, error)
 
-    def request_cancel(self, actor: str) -> None:
-        """Cancel a pending job now, or ask a running one's worker to stop at a batch boundary."""
+    def request_cancel(self, actor: str, *, reason: str = "") -> None:
+        """Cancel a pending job now, or ask a running one's worker to stop at a batch boundary.
+
+        A sliced job passes the request to its slices: the pending ones are cancelled at once,
+        the running ones stop at their next batch boundary, and the job ends with the last.
+        """
         with transaction.atomic():
             try:
                 self._transition(
                     JobStatus.CANCELLED,
                     where=Q(status=JobStatus.PENDING),
-                    finished_at=timezone.now(),
+                    finished_at=Now(),
                 )
             except InvalidTransition:
                 updated = ReindexJob.objects.filter(
                     pk=self.pk, status=JobStatus.RUNNING, cancel_requested_at__isnull=True
-                ).update(cancel_requested_at=timezone.now(), updated_at=timezone.now())
+                ).update(cancel_requested_at=Now(), updated_at=Now())
                 self.refresh_from_db()
                 if updated != 1:
                     if self.is_cancelling:
@@ -540,26 +616,71 @@ class ReindexJob(models.Model):
                     raise InvalidTransition(
                         f"job {self.pk} cannot be cancelled: it is {self.status}"
                     ) from None
-                self.log(EventKind.CANCEL_REQUESTED, actor)
+                self.log(EventKind.CANCEL_REQUESTED, actor, reason)
+                for slice_job in self.slice_jobs.active().order_by("slice_number"):
+                    with contextlib.suppress(InvalidTransition):  # it ended meanwhile
+                        slice_job.request_cancel(actor, reason=reason)
+                self._end_if_no_slice_runs(actor)
                 return
-            self.log(EventKind.CANCEL_REQUESTED, actor)
+            self.log(EventKind.CANCEL_REQUESTED, actor, reason)
             self.log(EventKind.CANCELLED, actor, "cancelled before it started")
 
-    def force_cancel(self, actor: str, *, now: datetime, lease_seconds: float) -> None:
+    def _end_if_no_slice_runs(self, actor: str) -> None:
+        """A sliced job whose slices were all still pending ends with them: no worker holds it
+        (its `worker` is blank once split) and no slice is left to end it."""
+        if not self.is_sliced or self.worker or self.slice_jobs.active().exists():
+            return
+        if not self.slice_jobs.exists():
+            return  # not split yet
+        self._transition(
+            JobStatus.CANCELLED,
+            where=Q(status=JobStatus.RUNNING, worker="", cancel_requested_at__isnull=False),
+            finished_at=Now(),
+            lease_token=None,
+        )
+        self._end_phases(self.finished_at or timezone.now())
+        self.log(EventKind.CANCELLED, actor, "cancelled before any of its slices ran")
+
+    def cancel_orphaned(self, actor: str, *, lease_seconds: float) -> None:
+        """End a cancel request that no worker is left to confirm: the job is running, asked to
+        cancel, and its lease has expired (for a sliced job: its slices have all ended too).
+
+        Raises InvalidTransition if a worker renewed the lease, or the job ended, meanwhile.
+        """
+        requested = self.cancel_requested_at
+        with transaction.atomic():
+            self._transition(
+                JobStatus.CANCELLED,
+                where=Q(pk__in=ReindexJob.objects.orphaned_cancels(lease_seconds).values("pk")),
+                finished_at=Now(),
+                lease_token=None,
+            )
+            self._end_phases(self.finished_at or timezone.now())
+            since = self.heartbeat_at.isoformat() if self.heartbeat_at else "?"
+            asked = f" (requested at {requested.isoformat()})" if requested else ""
+            holder = f"worker {self.worker}" if self.worker else "no worker"
+            self.log(
+                EventKind.CANCELLED,
+                actor,
+                f"cancelled without a worker: the cancel{asked} was never confirmed, and the "
+                f"lease of {holder} expired (last heartbeat {since}, lease {lease_seconds:g}s)",
+            )
+
+    def force_cancel(self, actor: str, *, lease_seconds: float) -> None:
         """Cancel a running job whose worker stopped renewing its lease, without the worker.
 
         Should that worker come back, its fenced writes raise LeaseLost: the token is cleared.
         """
-        cutoff = now - timedelta(seconds=lease_seconds)
+        now = timezone.now()
         try:
             with transaction.atomic():
                 self._transition(
                     JobStatus.CANCELLED,
-                    where=Q(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff),
-                    finished_at=now,
+                    where=Q(status=JobStatus.RUNNING, heartbeat_at__lt=lease_cutoff(lease_seconds)),
+                    finished_at=Now(),
                     lease_token=None,
                 )
-                self._end_phases(now)
+                self._end_phases(self.finished_at or now)
                 # The row as the UPDATE left it: the worker and its last beat are unchanged.
                 since = self.heartbeat_at.isoformat() if self.heartbeat_at else "?"
                 self.log(
@@ -592,6 +713,27 @@ class ReindexJob(models.Model):
             where=Q(cancel_requested_at__isnull=False),
         )
 
+    def reopen_slice(self, actor: str) -> None:
+        """Queue again a slice that failed or was stopped with its job, from its checkpoint, as
+        its sliced job resumes."""
+        with transaction.atomic():
+            self._transition(
+                JobStatus.PENDING,
+                where=Q(parent__isnull=False, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]),
+                finished_at=None,
+                error="",
+                worker="",
+                lease_token=None,
+                heartbeat_at=None,
+                cancel_requested_at=None,
+                reclaims_without_progress=0,
+            )
+            self.log(
+                EventKind.RESUMED,
+                actor,
+                f"slice {self.slice_number} resuming from {self.processed_docs} processed",
+            )
+
     def resume(self, actor: str) -> None:
         """Queue a failed job again from its checkpoint, with its counters (after an outage)."""
         error = self.error
@@ -605,6 +747,8 @@ class ReindexJob(models.Model):
                     worker="",
                     lease_token=None,
                     heartbeat_at=None,
+                    # A sliced job that failed had its slices asked to stop.
+                    cancel_requested_at=None,
                     reclaims_without_progress=0,
                 )
                 self.log(
@@ -613,6 +757,11 @@ class ReindexJob(models.Model):
                     f"resuming from {self.processed_docs} processed"
                     + (f"; it had failed: {error}" if error else ""),
                 )
+                # A sliced job resumes its unfinished slices, each from its own checkpoint.
+                for slice_job in self.slice_jobs.filter(
+                    status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
+                ):
+                    slice_job.reopen_slice(actor)
         except InvalidTransition:
             raise InvalidTransition(
                 f"job {self.pk} cannot be resumed: it is {self.status}; only a failed job can be"

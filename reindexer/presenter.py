@@ -177,6 +177,42 @@ class JobView:
             # "" until the job starts: null, as the other not-yet-known figures are.
             "phase": job.phase or None,
             "dimensions": job.dimensions,
+            # Sliced jobs (DESIGN.md): the slices asked for, and each slice's own figures; a
+            # slice names the job it is a slice of.
+            "slice_count": job.slices,
+            "slices": [self._slice_status(s) for s in self.slices()],
+            "slice_of": job.parent_id,
+            "slice_number": job.slice_number,
+        }
+
+    def slices(self) -> list[ReindexJob]:
+        """The job's slices in order (none unless it is sliced); prefetched by lists."""
+        if not self.job.is_sliced:
+            return []
+        return sorted(self.job.slice_jobs.all(), key=lambda s: s.slice_number or 0)
+
+    def _slice_status(self, slice_job: ReindexJob) -> dict[str, Any]:
+        view = JobView(slice_job, self.now, self.lease_seconds)
+        return {
+            "id": slice_job.pk,
+            "slice_number": slice_job.slice_number,
+            "status": slice_job.status,
+            "label": view.label,
+            "worker": slice_job.worker,
+            "total_docs": slice_job.total_docs,
+            "processed_docs": slice_job.processed_docs,
+            "failed_docs": slice_job.failed_docs,
+            "skipped_docs": slice_job.skipped_docs,
+            "progress": round(view.progress, 4),
+            "batches_done": slice_job.batches_done,
+            "batches_failed": slice_job.batches_failed,
+            "retries": slice_job.retries,
+            "docs_per_second": _round(view.rate),
+            "eta_seconds": _round(view.eta),
+            "heartbeat_at": _iso(slice_job.heartbeat_at),
+            "started_at": _iso(slice_job.started_at),
+            "finished_at": _iso(slice_job.finished_at),
+            "error": slice_job.error,
         }
 
 

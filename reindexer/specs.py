@@ -37,6 +37,8 @@ COLLECTION_MAX = 200
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 10_000
 MAX_RETRIES_LIMIT = 20
+# Slices of one job that workers run in parallel; more than the workers of a fleet pays nothing.
+MAX_SLICES = 64
 # A shown input is cut to this many characters: a 10 MB name must not come back in the error.
 SHOWN_INPUT_CHARS = 80
 
@@ -127,6 +129,15 @@ class JobSpec(BaseModel):
         le=1.0,
         allow_inf_nan=False,
         description="The share of documents that may fail before the job fails.",
+    )
+    slices: int = Field(
+        1,
+        ge=1,
+        le=MAX_SLICES,
+        description=(
+            "Split the source into this many ranges, each run by whichever worker claims it, "
+            "in parallel."
+        ),
     )
     name: Text = Field("", max_length=NAME_MAX, description="Optional; defaults to the source.")
 

@@ -22,9 +22,8 @@ from django.db import (
     connection,
     transaction,
 )
-from django.utils import timezone
 
-from reindexer import conf, telemetry
+from reindexer import conf, slicing, telemetry
 from reindexer.engine import EngineOptions, JobRunner, Outcome
 from reindexer.models import InvalidTransition, JobStuck, ReindexJob
 from reindexer.progress import ProgressPublisher
@@ -64,19 +63,19 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
     look again (the job is then skipped as held).
     """
     while True:
-        now = timezone.now()
         with transaction.atomic():
             job = (
-                ReindexJob.objects.claimable(now, lease_seconds)
+                ReindexJob.objects.claimable(lease_seconds)
                 .select_for_update(skip_locked=True)
                 .first()
             )
             if job is None:
                 return None
             try:
-                token = job.claim(worker_id, now=now, lease_seconds=lease_seconds)
+                token = job.claim(worker_id, lease_seconds=lease_seconds)
             except JobStuck as exc:
                 logger.error("worker %s: %s", worker_id, exc)
+                slicing.stop_whole_job(job, str(exc), worker_id)
                 continue
             except InvalidTransition:
                 continue  # another worker won it between our read and our update
@@ -84,6 +83,24 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
                 # The inner savepoint rolled back: another worker began writing its collection.
                 continue
             return job, token
+
+
+def cancel_orphans(actor: str, lease_seconds: float) -> int:
+    """Cancel the jobs asked to cancel whose lease expired with no worker left to confirm it
+    (a sliced job once its slices are cancelled, so in a second pass)."""
+    cancelled = 0
+    while True:
+        found = 0
+        for job in ReindexJob.objects.orphaned_cancels(lease_seconds).order_by("id"):
+            try:
+                job.cancel_orphaned(actor, lease_seconds=lease_seconds)
+            except InvalidTransition:
+                continue  # a worker came back, or the job ended, meanwhile
+            found += 1
+            logger.warning("job %s: cancelled without a worker (%s)", job.pk, actor)
+        cancelled += found
+        if not found:
+            return cancelled
 
 
 class Worker:
@@ -146,31 +163,48 @@ class Worker:
                     continue
                 failed_claims = 0
                 if claimed is None:
+                    if cancel_orphans(options.worker_id, options.lease_seconds):
+                        continue
                     if options.burst:
                         break
                     registration.beat_if_due()
                     self.stop.wait(options.poll_seconds)
                     continue
-                job, token = claimed
-                registration.job_started(job)
-                logger.info("worker %s: running job %s (%s)", options.worker_id, job.pk, job.name)
-                publisher.publish(job.pk, force=True)
-                outcome = JobRunner(
-                    job,
-                    token,
-                    options.worker_id,
-                    stop=self.stop,
-                    options=engine_options,
-                    publisher=publisher,
-                ).run()
-                logger.info("worker %s: job %s %s", options.worker_id, job.pk, outcome)
-                registration.job_ended(finished=outcome in ENDED_HERE)
-                processed += 1
+                while claimed is not None:
+                    job, token = claimed
+                    outcome = self._run_job(job, token, registration, publisher, engine_options)
+                    processed += 1
+                    # The worker that ended a sliced job's last slice finishes the sliced job.
+                    ended_slice = job.parent_id is not None and outcome in ENDED_HERE
+                    claimed = (
+                        slicing.take_over(job.parent_id, options.worker_id)
+                        if ended_slice and job.parent_id is not None
+                        else None
+                    )
         finally:
             registration.stopped()
             publisher.close()
             close_old_connections()
         return processed
+
+    def _run_job(
+        self,
+        job: ReindexJob,
+        token: uuid.UUID,
+        registration: WorkerRegistration,
+        publisher: ProgressPublisher,
+        engine_options: EngineOptions,
+    ) -> str:
+        worker_id = self.options.worker_id
+        registration.job_started(job)
+        logger.info("worker %s: running job %s (%s)", worker_id, job.pk, job.name)
+        publisher.publish(job.pk, force=True)
+        outcome = JobRunner(
+            job, token, worker_id, stop=self.stop, options=engine_options, publisher=publisher
+        ).run()
+        logger.info("worker %s: job %s %s", worker_id, job.pk, outcome)
+        registration.job_ended(finished=outcome in ENDED_HERE)
+        return outcome
 
 
 def options_from_settings(worker_id: str | None, burst: bool) -> WorkerOptions:

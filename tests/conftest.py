@@ -121,10 +121,13 @@ def make_job(
             return job
         if "collection" not in spec_fields:
             _own_collection_if_held(job)
-        claimed_at = timezone.now() - timedelta(seconds=heartbeat_age)
-        token = job.claim(FIXTURE_WORKER, now=claimed_at, lease_seconds=30)
+        token = job.claim(FIXTURE_WORKER, lease_seconds=30)
+        # The claim's heartbeat is the database's now; the fixture ages it.
         ReindexJob.objects.filter(pk=job.pk).update(
-            total_docs=total, processed_docs=processed, failed_docs=failed
+            total_docs=total,
+            processed_docs=processed,
+            failed_docs=failed,
+            heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age),
         )
         job.refresh_from_db()
         if cancelling or status == JobStatus.CANCELLED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reindexer.documents import Record
@@ -30,6 +31,18 @@ class SourceReader(Protocol):
     def close(self) -> None: ...
 
 
+# A range of a source, as JSON, that `Source.open(bounds=...)` restricts a reader to.
+Bounds = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceSlice:
+    """One range of a split source: its `bounds` (JSON) and the records in it."""
+
+    bounds: dict[str, Any]
+    count: int
+
+
 class Source(Protocol):
     spec: str
 
@@ -37,4 +50,14 @@ class Source(Protocol):
         """How many records the source will yield, the malformed ones included."""
         ...
 
-    def open(self, checkpoint: Checkpoint | None = None) -> SourceReader: ...
+    def split(self, slices: int) -> list[SourceSlice]:
+        """The source cut into at most `slices` consecutive ranges that together hold every
+        record once, in source order (fewer when it holds fewer records; one when empty)."""
+        ...
+
+    def open(
+        self, checkpoint: Checkpoint | None = None, *, bounds: Bounds | None = None
+    ) -> SourceReader:
+        """A reader from `checkpoint`, or from the start of `bounds` (or of the source), that
+        ends at the end of `bounds` (or of the source)."""
+        ...

@@ -12,7 +12,7 @@ from typing import Any
 
 from reindexer.documents import Document, Malformed, Record
 from reindexer.errors import SourcePathError, SourceUnavailable
-from reindexer.sources.base import Checkpoint
+from reindexer.sources.base import Bounds, Checkpoint, SourceSlice
 from reindexer.sources.extract import PDF_SUFFIXES, SUFFIXES, Unreadable, extract
 from reindexer.sources.paths import open_source_file
 
@@ -52,9 +52,32 @@ class DirectorySource:
     def count(self) -> int:
         return len(self.paths())
 
-    def open(self, checkpoint: Checkpoint | None = None) -> DirectoryReader:
+    def split(self, slices: int) -> list[SourceSlice]:
+        """Ranges of the sorted paths: a slice holds the paths after `after` (its start, null
+        for the first) up to and including `upto` (null for the last)."""
         paths = self.paths()
-        last = (checkpoint or {}).get("last")
+        parts = max(1, min(slices, len(paths)))
+        starts = [len(paths) * k // parts for k in range(parts + 1)]
+        return [
+            SourceSlice(
+                {
+                    "after": paths[a - 1] if a > 0 else None,
+                    "upto": paths[b - 1] if k < parts - 1 else None,
+                },
+                b - a,
+            )
+            for k, (a, b) in enumerate(zip(starts, starts[1:], strict=False))
+        ]
+
+    def open(
+        self, checkpoint: Checkpoint | None = None, *, bounds: Bounds | None = None
+    ) -> DirectoryReader:
+        paths = self.paths()
+        # A slice's range is by path, not by index, for the same reason as the checkpoint.
+        upto = (bounds or {}).get("upto")
+        if isinstance(upto, str):
+            paths = paths[: bisect.bisect_right(paths, upto)]
+        last = (checkpoint or {}).get("last", (bounds or {}).get("after"))
         # Resume after the last path handed out, not at an index: files added or removed while
         # the job was stopped would shift an index and skip or repeat documents.
         start = bisect.bisect_right(paths, last) if isinstance(last, str) else 0

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from reindexer.documents import Malformed, Record
 from reindexer.errors import SourcePathError, SourceUnavailable
-from reindexer.sources.base import Checkpoint
+from reindexer.sources.base import Bounds, Checkpoint, SourceSlice
 from reindexer.sources.paths import open_source_file
 from reindexer.sources.seen import SeenIds
 from reindexer.sources.validation import line_locator, line_start, mark_duplicates, to_record
@@ -30,8 +30,37 @@ class JsonlSource:
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc}") from exc
 
-    def open(self, checkpoint: Checkpoint | None = None) -> JsonlReader:
-        return JsonlReader(self.path, checkpoint or {})
+    def split(self, slices: int) -> list[SourceSlice]:
+        """Byte ranges cut at line boundaries, holding as equal shares of the records as the
+        lines allow. Two passes over the file (count, then cut), so memory stays flat."""
+        total = self.count()
+        parts = max(1, min(slices, total))
+        # The record count at which each slice after the first starts.
+        starts_at = [total * k // parts for k in range(1, parts)]
+        cuts: list[tuple[int, int]] = [(0, 0)]  # (offset, line) where each slice starts
+        try:
+            with open_source_file(self.path) as f:
+                offset = records = 0
+                for line, raw in enumerate(f):
+                    if not raw.isspace():
+                        if len(cuts) <= len(starts_at) and records == starts_at[len(cuts) - 1]:
+                            cuts.append((offset, line))
+                        records += 1
+                    offset += len(raw)
+                end = offset
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read {self.path}: {exc}") from exc
+        ends = [start for start, _ in cuts[1:]] + [end]
+        counts = [b - a for a, b in zip([0, *starts_at], [*starts_at, total], strict=True)]
+        return [
+            SourceSlice({"start": {"offset": o, "line": n}, "end": e}, count)
+            for (o, n), e, count in zip(cuts, ends, counts, strict=True)
+        ]
+
+    def open(
+        self, checkpoint: Checkpoint | None = None, *, bounds: Bounds | None = None
+    ) -> JsonlReader:
+        return JsonlReader(self.path, checkpoint or (bounds or {}).get("start") or {}, bounds)
 
 
 class JsonlReader:
@@ -39,7 +68,9 @@ class JsonlReader:
 
     retries = 0  # a local file is never retried
 
-    def __init__(self, path: Path, checkpoint: Checkpoint) -> None:
+    def __init__(self, path: Path, checkpoint: Checkpoint, bounds: Bounds | None = None) -> None:
+        # A slice ends before the first line that starts at or past `end`.
+        self._end: int | None = int(bounds["end"]) if bounds else None
         self._seen = SeenIds()
         try:
             self._file: IO[bytes] = open_source_file(path)
@@ -52,9 +83,12 @@ class JsonlReader:
         self._read_offset = 0
         self._read_line = 0
         resume_at = int(checkpoint.get("offset", 0))
-        # Replay the ids before the checkpoint, so duplicates are still caught after a resume.
+        # Replay the ids before the checkpoint, so duplicates are still caught after a resume,
+        # and in a slice the ids of the slices before it, as one reader of the file would.
+        end, self._end = self._end, None
         while self._read_offset < resume_at and self._read_chunk(CHUNK_LINES, stop_at=resume_at)[0]:
             pass
+        self._end = end
         self._position = (self._read_offset, self._read_line)
 
     def _read_chunk(
@@ -70,7 +104,14 @@ class JsonlReader:
         lines: list[int] = []
         offset, line = self._read_offset, self._read_line
         parse = self._parse
+        end = self._end
+        if end is not None and offset >= end:
+            return [], [], []
         for raw in self._file:
+            if end is not None and offset >= end:
+                # The first line of the next slice: this slice has ended.
+                self._end = offset
+                break
             offset += len(raw)
             line += 1
             if not raw.isspace():

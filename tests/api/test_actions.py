@@ -31,7 +31,7 @@ def poisoned_job(make_job: Callable[..., ReindexJob], run_worker: Callable[[], N
 
 
 def running(job: ReindexJob) -> ReindexJob:
-    job.claim("elsewhere", now=timezone.now(), lease_seconds=30)
+    job.claim("elsewhere", lease_seconds=30)
     return job
 
 

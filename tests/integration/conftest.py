@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.utils import timezone
 
 from reindexer.models import JobEvent, ReindexJob
 
@@ -37,7 +36,7 @@ def pending(make_corpus: Callable[..., Path], make_job: Callable[..., ReindexJob
 
 
 def claimed(job: ReindexJob, worker: str = "w1") -> uuid.UUID:
-    return job.claim(worker, now=timezone.now(), lease_seconds=LEASE)
+    return job.claim(worker, lease_seconds=LEASE)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
 from reindexer.engine import EngineOptions, JobRunner, Outcome
 from reindexer.jobs import failed_doc_ids, retry_failed
@@ -336,7 +335,7 @@ def test_hand_back__cancel_requested_after_the_last_commit_is_confirmed_instead(
     make_corpus: Corpus, make_job: MakeJob
 ) -> None:
     job = make_job(make_corpus(3))
-    token = job.claim("w1", now=timezone.now(), lease_seconds=30)
+    token = job.claim("w1", lease_seconds=30)
     stop = threading.Event()
     stop.set()
     runner = JobRunner(job, token, "w1", stop=stop, options=EngineOptions())

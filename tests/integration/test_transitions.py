@@ -38,7 +38,7 @@ def test_claim__stale_running_job_is_reclaimed_by_another_worker(pending: Reinde
     first = claimed(pending, "w1")
     started = pending.started_at
     make_stale(pending)
-    second = pending.claim("w2", now=timezone.now(), lease_seconds=LEASE)
+    second = pending.claim("w2", lease_seconds=LEASE)
     row = snapshot(pending)
     assert second != first
     assert row["status"] == JobStatus.RUNNING
@@ -53,7 +53,7 @@ def test_claim__running_job_with_a_fresh_lease_is_refused_and_unchanged(
     claimed(pending, "w1")
     before = snapshot(pending)
     with pytest.raises(InvalidTransition):
-        pending.claim("w2", now=timezone.now(), lease_seconds=LEASE)
+        pending.claim("w2", lease_seconds=LEASE)
     assert snapshot(pending) == before
 
 
@@ -175,7 +175,7 @@ FORBIDDEN: list[
     (
         "claim a completed job",
         _completed,
-        lambda j, t: j.claim("w2", now=timezone.now(), lease_seconds=LEASE),
+        lambda j, t: j.claim("w2", lease_seconds=LEASE),
         InvalidTransition,
     ),
     ("complete a completed job", _completed, lambda j, t: j.complete(t, "w"), LeaseLost),
@@ -222,7 +222,7 @@ def test_hand_back__refused_while_a_cancel_is_requested(pending: ReindexJob) -> 
 def test_reclaim__old_worker_loses_its_lease(pending: ReindexJob) -> None:
     old = claimed(pending, "w1")
     make_stale(pending)
-    pending.claim("w2", now=timezone.now(), lease_seconds=LEASE)
+    pending.claim("w2", lease_seconds=LEASE)
     before = snapshot(pending)
     with pytest.raises(LeaseLost):
         pending.heartbeat(old)

@@ -1,0 +1,147 @@
+"""Sliced jobs: a job's source split into slices that workers run in parallel.
+
+Each slice is a job of its own (`parent` set), claimed, leased, checkpointed and resumed alone,
+while the sliced job holds the collection (one writer) and sums their counters. The sliced job
+ends once its last slice has ended: the worker that ended that slice takes the sliced job over
+to finish it (its index build, its final state); should that worker die first, the sliced job's
+lease expires and any worker claims it to do the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from reindexer.models import (
+    EventKind,
+    InvalidTransition,
+    JobStatus,
+    LeaseLost,
+    ReindexJob,
+    storable,
+)
+from reindexer.sources.base import SourceSlice
+from reindexer.specs import NAME_MAX
+
+
+def slice_name(job: ReindexJob, number: int, count: int) -> str:
+    suffix = f" [slice {number}/{count}]"
+    return job.name[: NAME_MAX - len(suffix)] + suffix
+
+
+def create_slices(
+    job: ReindexJob, token: uuid.UUID, actor: str, parts: list[SourceSlice]
+) -> list[ReindexJob]:
+    """Create `job`'s slices, pending, in one transaction fenced by `job`'s lease.
+
+    The slices take the sliced job's place in the queue (its `created_at`), so they run before
+    jobs queued after it. Raises LeaseLost, creating nothing, if `token` no longer holds it.
+    """
+    with transaction.atomic():
+        locked = ReindexJob.objects.select_for_update().leased(job.pk, token).first()
+        if locked is None:
+            raise LeaseLost(f"job {job.pk}: lease lost before its slices were created")
+        now = timezone.now()
+        slices = ReindexJob.objects.bulk_create(
+            ReindexJob(
+                name=slice_name(job, number, len(parts)),
+                source=job.source,
+                embedder=job.embedder,
+                store=job.store,
+                collection=job.collection,
+                batch_size=job.batch_size,
+                max_retries=job.max_retries,
+                max_failed_ratio=job.max_failed_ratio,
+                parent=job,
+                slice_number=number,
+                slice_bounds=part.bounds,
+                total_docs=part.count,
+                dimensions=job.dimensions,
+                created_by_id=job.created_by_id,
+                trace_context=job.trace_context,
+                created_at=job.created_at,
+                updated_at=now,
+            )
+            for number, part in enumerate(parts, start=1)
+        )
+        total = sum(part.count for part in parts)
+        ReindexJob.objects.leased(job.pk, token).update(
+            total_docs=total, worker="", heartbeat_at=Now(), updated_at=Now()
+        )
+        job.total_docs, job.worker = total, ""
+        counts = ", ".join(str(part.count) for part in parts)
+        job.log(EventKind.SLICED, actor, f"split into {len(parts)} slices of {counts} records")
+        for slice_job in slices:
+            slice_job.log(
+                EventKind.CREATED,
+                actor,
+                f"slice {slice_job.slice_number} of {len(parts)} of job {job.pk}: "
+                f"{slice_job.total_docs} records",
+            )
+    return slices
+
+
+def release(job: ReindexJob, token: uuid.UUID) -> None:
+    """Leave a sliced job to its slices: it keeps the collection, and no worker holds it."""
+    if ReindexJob.objects.leased(job.pk, token).update(worker="", updated_at=Now()) != 1:
+        raise LeaseLost(f"job {job.pk}: lease lost")
+    job.worker = ""
+
+
+def take_over(parent_id: int, worker: str) -> tuple[ReindexJob, uuid.UUID] | None:
+    """Hold the sliced job `parent_id` once none of its slices is active, to finish it.
+
+    None if a slice is still active, the job has ended, or another worker took it first.
+    """
+    parent = ReindexJob.objects.filter(pk=parent_id, status=JobStatus.RUNNING).first()
+    if parent is None:
+        return None
+    token = uuid.uuid4()
+    active = ReindexJob.objects.active().filter(parent=OuterRef("pk"))
+    updated = (
+        ReindexJob.objects.filter(
+            pk=parent.pk, status=JobStatus.RUNNING, lease_token=parent.lease_token
+        )
+        .exclude(Exists(active))
+        .update(lease_token=token, worker=worker, heartbeat_at=Now(), updated_at=Now())
+    )
+    if updated != 1:
+        return None
+    parent.refresh_from_db()
+    parent.log(EventKind.CLAIMED, worker, "to finish it: its slices have all ended")
+    return parent, token
+
+
+def stop_whole_job(slice_job: ReindexJob, error: str, actor: str) -> None:
+    """A slice failed (or the job's error budget ran out in it): the sliced job will fail with
+    `error`, and its other slices stop at their next batch boundary."""
+    if slice_job.parent_id is None:
+        return
+    cause = storable(f"slice {slice_job.slice_number}: {error}")
+    # The first cause is the one the job fails with.
+    ReindexJob.objects.filter(pk=slice_job.parent_id, status=JobStatus.RUNNING, error="").update(
+        error=cause, updated_at=Now()
+    )
+    parent = ReindexJob.objects.get(pk=slice_job.parent_id)
+    with contextlib.suppress(InvalidTransition):  # already cancelling, or ended
+        parent.request_cancel(actor, reason=f"stopping every slice: {cause}")
+
+
+def end_state(job: ReindexJob) -> tuple[str, str]:
+    """How a sliced job whose slices have all ended ends: (status, error)."""
+    if job.error:
+        return JobStatus.FAILED, job.error
+    failed = job.slice_jobs.filter(status=JobStatus.FAILED).order_by("slice_number").first()
+    if failed is not None:
+        return JobStatus.FAILED, f"slice {failed.slice_number}: {failed.error}"
+    if (
+        job.cancel_requested_at is not None
+        or job.slice_jobs.filter(status=JobStatus.CANCELLED).exists()
+    ):
+        return JobStatus.CANCELLED, ""
+    return JobStatus.COMPLETED, ""
