@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from reindexer import specs
 from reindexer.permissions import OPERATE_CODENAME
+from reindexer.wakeup import notify_workers
 
 
 class JobStatus(models.TextChoices):
@@ -524,6 +525,7 @@ class ReindexJob(models.Model):
                 heartbeat_at=None,
             )
             self.log(EventKind.HANDED_BACK, actor, reason)
+            notify_workers("handed_back", self.pk)
 
     def _finish(
         self,
@@ -549,6 +551,8 @@ class ReindexJob(models.Model):
             )
             self._end_phases(self.finished_at or timezone.now())
             self.log(event, actor, detail())
+            # Its collection is free: a job waiting for it may start.
+            notify_workers("ended", self.pk)
 
     def _end_phases(self, now: datetime) -> None:
         """The phase the job ended in ends with it (a failed index build, a cancelled write)."""

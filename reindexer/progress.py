@@ -21,6 +21,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from reindexer.throttle import TrailingThrottle
+from reindexer.wakeup import notify_workers
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def announce(job_id: int) -> None:
     Sent once the surrounding transaction commits, so the consumers read the new row. Without a
     cross-process layer there is nothing to send: the web process's relay sees the row change.
     """
+    notify_workers("changed", job_id)
     layer = get_channel_layer()
     if not crosses_processes(layer):
         return

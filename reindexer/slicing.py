@@ -27,6 +27,7 @@ from reindexer.models import (
 )
 from reindexer.sources.base import SourceSlice
 from reindexer.specs import NAME_MAX
+from reindexer.wakeup import notify_workers
 
 
 def slice_name(job: ReindexJob, number: int, count: int) -> str:
@@ -76,6 +77,7 @@ def create_slices(
         job.total_docs, job.worker = total, ""
         counts = ", ".join(str(part.count) for part in parts)
         job.log(EventKind.SLICED, actor, f"split into {len(parts)} slices of {counts} records")
+        notify_workers("sliced", job.pk)
         for slice_job in slices:
             slice_job.log(
                 EventKind.CREATED,

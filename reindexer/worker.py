@@ -26,6 +26,7 @@ from django.db import (
 from reindexer import conf, slicing, telemetry
 from reindexer.engine import EngineOptions, JobRunner, Outcome
 from reindexer.models import InvalidTransition, JobStuck, ReindexJob
+from reindexer.orphans import cancel_orphans
 from reindexer.progress import ProgressPublisher
 from reindexer.reconnect import Backoff, log_failed_attempt
 from reindexer.registry import WorkerRegistration
@@ -83,24 +84,6 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
                 # The inner savepoint rolled back: another worker began writing its collection.
                 continue
             return job, token
-
-
-def cancel_orphans(actor: str, lease_seconds: float) -> int:
-    """Cancel the jobs asked to cancel whose lease expired with no worker left to confirm it
-    (a sliced job once its slices are cancelled, so in a second pass)."""
-    cancelled = 0
-    while True:
-        found = 0
-        for job in ReindexJob.objects.orphaned_cancels(lease_seconds).order_by("id"):
-            try:
-                job.cancel_orphaned(actor, lease_seconds=lease_seconds)
-            except InvalidTransition:
-                continue  # a worker came back, or the job ended, meanwhile
-            found += 1
-            logger.warning("job %s: cancelled without a worker (%s)", job.pk, actor)
-        cancelled += found
-        if not found:
-            return cancelled
 
 
 class Worker:
