@@ -36,6 +36,13 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _flag(*names: str) -> bool:
     """Whether any of these variables is set to a true value (1, true, yes, on)."""
     return any(os.environ.get(n, "").lower() in {"1", "true", "yes", "on"} for n in names)
@@ -115,6 +122,12 @@ class ReindexerSettings:
     pgvector_url: str | None = field(default=None, repr=False)
     # The Milvus server of the `milvus` store (http://host:19530); None: `milvus` is refused.
     milvus_uri: str | None = field(default=None, repr=False)
+    # Whether a job reads and embeds its next batch while the last one is written: "auto" where
+    # that pays (an embedder or a store that releases the GIL), "on", or "off".
+    pipeline: str = "auto"
+    # How often an idle worker looks for work when nothing wakes it (LISTEN/NOTIFY on
+    # PostgreSQL wakes it at once; SQLite has no such thing, so it polls at this pace).
+    poll_seconds: float = 0.25
 
     @classmethod
     def from_environ(cls) -> ReindexerSettings:
@@ -148,6 +161,8 @@ class ReindexerSettings:
             openai_api_key=os.environ.get("REINDEXER_OPENAI_API_KEY") or None,
             pgvector_url=_pgvector_url(),
             milvus_uri=os.environ.get("REINDEXER_MILVUS_URI", "").strip() or None,
+            pipeline=_choice("REINDEXER_PIPELINE", ("auto", "on", "off"), "auto"),
+            poll_seconds=_positive_float("REINDEXER_POLL_SECONDS", 0.25),
         )
 
 
