@@ -448,9 +448,8 @@ class JobRunner:
         # name) fails it before any slice exists.
         self._open_store(embedder.dimensions, policy).close()
         parts = source.split(job.slices)
-        if self._cancel_requested():
-            return self._confirm_cancel()
-        slicing.create_slices(job, self.token, self.worker_id, parts)
+        if not slicing.create_slices(job, self.token, self.worker_id, parts):
+            return self._confirm_cancel()  # asked to cancel while it was being split
         self._phases.enter(Phase.WRITING, total=job.total_docs)
         self._end_heartbeats()
         return Outcome.SLICED

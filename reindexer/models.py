@@ -187,6 +187,9 @@ class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
                 | Q(status=JobStatus.RUNNING, heartbeat_at__lt=lease_cutoff(lease_seconds))
             )
             .exclude(Q(status=JobStatus.RUNNING) & slices_active)
+            # A stale job asked to cancel is not run again only to stop: it is ended as an
+            # orphan (`orphaned_cancels`), by whoever sweeps first.
+            .exclude(status=JobStatus.RUNNING, cancel_requested_at__isnull=False)
             # A slice runs only while its job does (not while it is still being split).
             .exclude(Q(parent__isnull=False) & ~parent_runs)
             .unheld()
@@ -645,30 +648,37 @@ class ReindexJob(models.Model):
         self._end_phases(self.finished_at or timezone.now())
         self.log(EventKind.CANCELLED, actor, "cancelled before any of its slices ran")
 
-    def cancel_orphaned(self, actor: str, *, lease_seconds: float) -> None:
+    def cancel_orphaned(self, actor: str, *, lease_seconds: float, error: str = "") -> None:
         """End a cancel request that no worker is left to confirm: the job is running, asked to
         cancel, and its lease has expired (for a sliced job: its slices have all ended too).
 
-        Raises InvalidTransition if a worker renewed the lease, or the job ended, meanwhile.
+        With `error` (a sliced job that a slice's failure stopped), the job fails with it
+        instead. Raises InvalidTransition if a worker renewed the lease, or the job ended,
+        meanwhile.
         """
         requested = self.cancel_requested_at
+        to = JobStatus.FAILED if error else JobStatus.CANCELLED
+        failed: dict[str, Any] = {"error": storable(error)} if error else {}
         with transaction.atomic():
             self._transition(
-                JobStatus.CANCELLED,
+                to,
                 where=Q(pk__in=ReindexJob.objects.orphaned_cancels(lease_seconds).values("pk")),
                 finished_at=Now(),
                 lease_token=None,
+                **failed,
             )
             self._end_phases(self.finished_at or timezone.now())
             since = self.heartbeat_at.isoformat() if self.heartbeat_at else "?"
             asked = f" (requested at {requested.isoformat()})" if requested else ""
             holder = f"worker {self.worker}" if self.worker else "no worker"
-            self.log(
-                EventKind.CANCELLED,
-                actor,
-                f"cancelled without a worker: the cancel{asked} was never confirmed, and the "
-                f"lease of {holder} expired (last heartbeat {since}, lease {lease_seconds:g}s)",
+            why = (
+                f"the stop{asked} was never confirmed, and the lease of {holder} expired "
+                f"(last heartbeat {since}, lease {lease_seconds:g}s)"
             )
+            if error:
+                self.log(EventKind.FAILED, actor, f"failed without a worker: {error}; {why}")
+            else:
+                self.log(EventKind.CANCELLED, actor, f"cancelled without a worker: {why}")
 
     def force_cancel(self, actor: str, *, lease_seconds: float) -> None:
         """Cancel a running job whose worker stopped renewing its lease, without the worker.

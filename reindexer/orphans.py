@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from reindexer.models import InvalidTransition, ReindexJob
+from reindexer import slicing
+from reindexer.models import InvalidTransition, JobStatus, ReindexJob
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +22,14 @@ def cancel_orphans(actor: str, lease_seconds: float) -> int:
     while True:
         found = 0
         for job in ReindexJob.objects.orphaned_cancels(lease_seconds).order_by("id"):
+            # A sliced job stopped by a failed slice fails with that slice's error.
+            status, error = slicing.end_state(job) if job.is_sliced else ("", "")
             try:
-                job.cancel_orphaned(actor, lease_seconds=lease_seconds)
+                job.cancel_orphaned(
+                    actor,
+                    lease_seconds=lease_seconds,
+                    error=error if status == JobStatus.FAILED else "",
+                )
             except InvalidTransition:
                 continue  # a worker came back, or the job ended, meanwhile
             found += 1

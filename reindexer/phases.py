@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from reindexer.models import EventKind, JobPhase, LeaseLost, Phase, ReindexJob
@@ -36,7 +37,7 @@ class PhaseTracker:
         job = self.job
         now = timezone.now()
         with transaction.atomic():
-            self._fence(phase=name, updated_at=now)
+            self._fence(phase=name, updated_at=Now())
             JobPhase.objects.filter(job=job, finished_at__isnull=True).exclude(name=name).update(
                 finished_at=now
             )
@@ -57,7 +58,7 @@ class PhaseTracker:
         """The progress of phase `name` so far (a store's index build, say)."""
         with transaction.atomic():
             # The relay (no Redis) follows jobs by updated_at: touching it shows the progress.
-            self._fence(updated_at=timezone.now())
+            self._fence(updated_at=Now())
             JobPhase.objects.filter(job=self.job, name=name).update(
                 done=done, total=total, detail=detail[:300]
             )
@@ -66,7 +67,7 @@ class PhaseTracker:
         """End phase `name`, with a word on how it went, also logged as an event."""
         now = timezone.now()
         with transaction.atomic():
-            self._fence(updated_at=now)
+            self._fence(updated_at=Now())
             JobPhase.objects.filter(job=self.job, name=name).update(
                 finished_at=now, detail=detail[:300]
             )

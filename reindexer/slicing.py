@@ -47,6 +47,10 @@ def create_slices(
         locked = ReindexJob.objects.select_for_update().leased(job.pk, token).first()
         if locked is None:
             raise LeaseLost(f"job {job.pk}: lease lost before its slices were created")
+        if locked.cancel_requested_at is not None:
+            # Asked to cancel while its source was being split: no slice may start. Read under
+            # the row lock, so a cancel request either comes before this or finds the slices.
+            return []
         now = timezone.now()
         slices = ReindexJob.objects.bulk_create(
             ReindexJob(
