@@ -81,17 +81,19 @@ class DirectorySource:
         # Resume after the last path handed out, not at an index: files added or removed while
         # the job was stopped would shift an index and skip or repeat documents.
         start = bisect.bisect_right(paths, last) if isinstance(last, str) else 0
-        return DirectoryReader(self.root, paths, start)
+        return DirectoryReader(self.root, paths, start, last if isinstance(last, str) else None)
 
 
 class DirectoryReader:
     retries = 0  # local files are never retried
 
-    def __init__(self, root: Path, paths: list[str], start: int) -> None:
+    def __init__(self, root: Path, paths: list[str], start: int, last: str | None = None) -> None:
         self._root = root
         self._paths = paths
         self._index = start
-        self._last: str | None = paths[start - 1] if start else None
+        # The position it started after, even if that file is gone: stepping back to an earlier
+        # path would let a slice re-read files of the slice before it.
+        self._last: str | None = last if last is not None else (paths[start - 1] if start else None)
 
     def read_batch(self, size: int) -> list[Record]:
         paths = self._paths[self._index : self._index + size]

@@ -47,10 +47,10 @@ class JsonlSource:
                             cuts.append((offset, line))
                         records += 1
                     offset += len(raw)
-                end = offset
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc}") from exc
-        ends = [start for start, _ in cuts[1:]] + [end]
+        # The last slice reads to the end of the file, lines appended since the split included.
+        ends: list[int | None] = [start for start, _ in cuts[1:]] + [None]
         counts = [b - a for a, b in zip([0, *starts_at], [*starts_at, total], strict=True)]
         return [
             SourceSlice({"start": {"offset": o, "line": n}, "end": e}, count)
@@ -70,7 +70,8 @@ class JsonlReader:
 
     def __init__(self, path: Path, checkpoint: Checkpoint, bounds: Bounds | None = None) -> None:
         # A slice ends before the first line that starts at or past `end`.
-        self._end: int | None = int(bounds["end"]) if bounds else None
+        end = bounds.get("end") if bounds else None
+        self._end: int | None = int(end) if end is not None else None
         self._seen = SeenIds()
         try:
             self._file: IO[bytes] = open_source_file(path)

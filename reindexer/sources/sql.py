@@ -5,12 +5,17 @@ The checkpoint is the last id handed out, so a resume reads `WHERE id > last ORD
 database's own order of that column. A row inserted or changed behind the cursor (an id at or
 below the checkpoint) while a job runs is missed until the next run; a row ahead of it is read as
 it is when its page is fetched.
+
+A sliced job reads id ranges `after < id <= upto` (`after` null for the first, `upto` null for the
+last), cut by the database's own order too, so every row, one added since the split included,
+falls in exactly one range. The rows with a NULL id are the first range's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import random
@@ -209,10 +214,19 @@ class SqlOptions:
         # The columns in the order `_row_record` takes them.
         select = f"SELECT {id_column}, {quoted(self.text_column)}, {metadata} FROM {table}"  # noqa: S608
         return RowQueries(
-            first_page=f"{select} WHERE {id_column} IS NOT NULL ORDER BY {id_column} LIMIT ?",
-            next_page=f"{select} WHERE {id_column} > ? ORDER BY {id_column} LIMIT ?",
+            select=select,
+            id_column=id_column,
             same_id=f"{select} WHERE {id_column} = ?",
             null_ids=f"SELECT count(*) FROM {table} WHERE {id_column} IS NULL",  # noqa: S608
+        )
+
+    def split_queries(self) -> SplitQueries:
+        table, id_column = quoted(self.table), quoted(self.id_column)
+        return SplitQueries(
+            # count(id) leaves out the NULL ids.
+            counts=f"SELECT count(*), count({id_column}) FROM {table}",  # noqa: S608
+            id_column=id_column,
+            table=table,
         )
 
 
@@ -220,10 +234,41 @@ class SqlOptions:
 class RowQueries:
     """Keyset pagination by id, never OFFSET: each page starts after the last id fetched."""
 
-    first_page: str
-    next_page: str
+    select: str
+    id_column: str
     same_id: str
     null_ids: str
+
+    def page(self, *, after: bool, upto: bool) -> str:
+        """The next page: after an id (else from the first), up to an id (else to the end)."""
+        column = self.id_column
+        where = [f"{column} > ?" if after else f"{column} IS NOT NULL"]
+        if upto:
+            where.append(f"{column} <= ?")
+        return f"{self.select} WHERE {' AND '.join(where)} ORDER BY {column} LIMIT ?"
+
+
+@dataclass(frozen=True)
+class SplitQueries:
+    """The statements that cut a table into id ranges, each one pass the database plans well."""
+
+    counts: str
+    id_column: str
+    table: str
+
+    def cuts(self, positions: int) -> str:
+        """For each of `positions` row numbers (1-based, in id order, NULL ids left out): the id
+        there, and how many rows have an id at or below it (its equal ids included: the default
+        window frame of `count(*)` takes every peer of the row)."""
+        column = self.id_column
+        wanted = ", ".join("?" * positions)
+        return (
+            f"SELECT cut_id, rows_upto FROM (SELECT {column} AS cut_id,"  # noqa: S608
+            f" row_number() OVER (ORDER BY {column}) AS position,"
+            f" count(*) OVER (ORDER BY {column}) AS rows_upto"
+            f" FROM {self.table} WHERE {column} IS NOT NULL) AS numbered"
+            f" WHERE position IN ({wanted}) ORDER BY position"
+        )
 
 
 def row_locator(doc_id: str) -> str:
@@ -282,14 +327,50 @@ class SqlSource:
         return int(rows[0][0])
 
     def split(self, slices: int) -> list[SourceSlice]:
-        raise NotImplementedError("sql: slices are being built")  # scaffold: a helper's task
+        """Id ranges of nearly equal row counts, cut where the database's id order puts them.
+
+        The NULL ids (read first, by the first range) count as the first rows. Equal ids are
+        never cut apart, so with many of them a range may hold more rows, and there may be fewer
+        ranges. Two queries: the counts, then every cut and its running count in one window pass.
+        """
+        queries = self.options.split_queries()
+        with _Database(self.options.url) as db:
+            total, with_id = (int(n) for n in db.run(lambda c: c.query(queries.counts))[0])
+            nulls = total - with_id
+            parts = max(1, min(slices, total))
+            # Slice k+1 starts at row total*k//parts, NULL ids first: the slice before it ends
+            # at the id in that row. A cut among the NULL ids is no cut at all.
+            positions = [total * k // parts - nulls for k in range(1, parts)]
+            positions = [p for p in positions if p >= 1]
+            rows = (
+                db.run(lambda c: c.query(queries.cuts(len(positions)), positions))
+                if positions
+                else []
+            )
+        return _id_ranges(rows, nulls, with_id)
 
     def open(
         self, checkpoint: Checkpoint | None = None, *, bounds: Bounds | None = None
     ) -> SqlReader:
-        if bounds:
-            raise NotImplementedError("sql: slices are being built")  # scaffold: a helper's task
-        return SqlReader(self.options, checkpoint or {})
+        return SqlReader(self.options, checkpoint or {}, bounds)
+
+
+def _id_ranges(cuts: list[Row], nulls: int, with_id: int) -> list[SourceSlice]:
+    """The ranges between the cut ids (each with the rows at or below it), NULL ids in the
+    first; a cut that repeats the one before, or leaves nothing after it, is dropped."""
+    kept: list[tuple[Any, int]] = []
+    for cut_id, rows_upto in cuts:
+        if (not kept or cut_id != kept[-1][0]) and int(rows_upto) < with_id:
+            kept.append((cut_id, int(rows_upto)))
+    afters: list[Any] = [None] + [_checkpoint_value(cut_id) for cut_id, _ in kept]
+    uptos: list[Any] = afters[1:] + [None]
+    below = [0] + [rows_upto for _, rows_upto in kept] + [with_id]
+    counts = [b - a for a, b in itertools.pairwise(below)]
+    counts[0] += nulls
+    return [
+        SourceSlice({"after": after, "upto": upto}, count)
+        for after, upto, count in zip(afters, uptos, counts, strict=True)
+    ]
 
 
 class _Database:
@@ -344,21 +425,30 @@ class _Database:
 
 
 class SqlReader:
-    """Hands out rows in id order. Rows with a NULL id cannot be paged by id: they come first,
-    each as a Malformed record, so the count (`count(*)`) and what is read agree.
+    """Hands out rows in id order, within `bounds` when it reads one range of a sliced job. Rows
+    with a NULL id cannot be paged by id: they come first (in the first range), each as a
+    Malformed record, so the count (`count(*)`) and what is read agree.
 
     Equal ids (a table whose id is not unique) are kept on one page and in one batch, so a page
     boundary never skips one; all but the first well-formed row of an id are duplicates.
     """
 
-    def __init__(self, options: SqlOptions, checkpoint: Checkpoint) -> None:
+    def __init__(
+        self, options: SqlOptions, checkpoint: Checkpoint, bounds: Bounds | None = None
+    ) -> None:
         self._options = options
         self._db = _Database(options.url)
         self.retries = 0
         self._queries = options.queries()
+        after = (bounds or {}).get("after")
+        # None: to the end of the table, rows added since the split included.
+        self._upto: Any = (bounds or {}).get("upto")
         self._nulls_done = int(checkpoint.get("null_ids", 0))
-        self._nulls_left: int | None = None if "last_id" not in checkpoint else 0
-        self._last: Any = checkpoint.get("last_id")
+        # The NULL ids are the first range's (the whole table's when not sliced).
+        reads_nulls = after is None and "last_id" not in checkpoint
+        self._nulls_left: int | None = None if reads_nulls else 0
+        last = checkpoint.get("last_id")
+        self._last: Any = after if last is None else last
         self._fetched_after: Any = self._last
         self._exhausted = False
         # Rows fetched but not handed out yet, with their raw ids.
@@ -367,11 +457,10 @@ class SqlReader:
 
     def _fetch(self, limit: int) -> None:
         """The next page: `limit` rows after the last fetched id, completed with its equal ids."""
-        after = self._fetched_after
-        if after is None:
-            rows = self._db.run(lambda c: c.query(self._queries.first_page, (limit,)))
-        else:
-            rows = self._db.run(lambda c: c.query(self._queries.next_page, (after, limit)))
+        after, upto = self._fetched_after, self._upto
+        page = self._queries.page(after=after is not None, upto=upto is not None)
+        params = [value for value in (after, upto) if value is not None] + [limit]
+        rows = self._db.run(lambda c: c.query(page, params))
         if len(rows) < limit:
             self._exhausted = True
         elif rows:
