@@ -1,4 +1,8 @@
-"""The worker loop: claim a job, run it, repeat; hand the job back on SIGTERM or SIGINT."""
+"""The worker loop: claim a job, run it, repeat; hand the job back on SIGTERM or SIGINT.
+
+An idle worker sleeps until its bell rings (a NOTIFY on PostgreSQL, or a stop) or the poll
+interval passes.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import random
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ from reindexer.orphans import cancel_orphans
 from reindexer.progress import ProgressPublisher
 from reindexer.reconnect import Backoff, log_failed_attempt
 from reindexer.registry import WorkerRegistration
+from reindexer.wakeup import start_listener
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,7 @@ def default_worker_id() -> str:
 class WorkerOptions:
     worker_id: str
     burst: bool = False
-    poll_seconds: float = 1.0
+    poll_seconds: float = 0.25
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
     backoff_seconds: float = 0.1
@@ -64,6 +70,10 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
     look again (the job is then skipped as held).
     """
     while True:
+        # A read first: on SQLite the claim's transaction takes the write lock at BEGIN, which
+        # idle workers polling four times a second would otherwise take from everybody.
+        if not ReindexJob.objects.claimable(lease_seconds).exists():
+            return None
         with transaction.atomic():
             job = (
                 ReindexJob.objects.claimable(lease_seconds)
@@ -89,7 +99,11 @@ def claim_next(worker_id: str, lease_seconds: float) -> tuple[ReindexJob, uuid.U
 class Worker:
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
+        # Set through request_stop(), which also rings the bell so that an idle wait ends.
         self.stop = threading.Event()
+        # Rung by the listener on a notification, and by a stop: ends the idle wait at once.
+        self.bell = threading.Event()
+        self._waiting = False  # idle since the last job (logged once per idle spell)
         self._previous: dict[int, SignalHandler] = {}
 
     def install_signal_handlers(self) -> None:
@@ -103,13 +117,36 @@ class Worker:
             signal.signal(sig, handler)
         self._previous.clear()
 
+    def request_stop(self) -> None:
+        """Stop after the current batch; an idle worker stops at once."""
+        self.stop.set()
+        self.bell.set()
+
+    def _idle(self, registration: WorkerRegistration) -> None:
+        """Wait for the bell, or for the poll interval, renewing the registry meanwhile.
+
+        The bell is reset once the wait ends: the claim that follows sees whatever a ring
+        announced, since NOTIFY is only delivered once its transaction has committed.
+        """
+        options = self.options
+        if not self._waiting:
+            self._waiting = True
+            logger.info("worker %s: idle, waiting for a job", options.worker_id)
+        deadline = time.monotonic() + options.poll_seconds
+        while True:
+            registration.beat_if_due()
+            left = deadline - time.monotonic()
+            if left <= 0 or self.bell.wait(min(left, options.heartbeat_seconds)):
+                break
+        self.bell.clear()
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         logger.info(
             "worker %s: %s received; finishing the current batch, then stopping",
             self.options.worker_id,
             signal.Signals(signum).name,
         )
-        self.stop.set()
+        self.request_stop()
         # A second signal behaves as it would have without us.
         self.restore_signal_handlers()
 
@@ -128,6 +165,12 @@ class Worker:
         logger.info("worker %s started (burst=%s)", options.worker_id, options.burst)
         registration = WorkerRegistration(options.worker_id, options.heartbeat_seconds)
         registration.register()
+        # A burst worker never idles, so it has nothing to listen for.
+        listener = (
+            None
+            if options.burst
+            else start_listener(options.worker_id, self.bell, options.poll_seconds)
+        )
         if options.startup_jitter_seconds:
             self.stop.wait(random.uniform(0, options.startup_jitter_seconds))  # noqa: S311
         try:
@@ -150,9 +193,9 @@ class Worker:
                         continue
                     if options.burst:
                         break
-                    registration.beat_if_due()
-                    self.stop.wait(options.poll_seconds)
+                    self._idle(registration)
                     continue
+                self._waiting = False
                 while claimed is not None:
                     job, token = claimed
                     outcome = self._run_job(job, token, registration, publisher, engine_options)
@@ -165,6 +208,8 @@ class Worker:
                         else None
                     )
         finally:
+            if listener is not None:
+                listener.close()
             registration.stopped()
             publisher.close()
             close_old_connections()
@@ -195,7 +240,7 @@ def options_from_settings(worker_id: str | None, burst: bool) -> WorkerOptions:
     return WorkerOptions(
         worker_id=worker_id or default_worker_id(),
         burst=burst,
-        poll_seconds=min(1.0, settings.heartbeat_seconds),
+        poll_seconds=settings.poll_seconds,
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
         backoff_seconds=settings.retry_backoff_seconds,
