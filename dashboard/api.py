@@ -27,9 +27,17 @@ from dashboard.api_errors import (
     JsonBodyParser,
     install_error_handlers,
 )
-from dashboard.api_schemas import FailureOut, JobOut, SpecBody, errors
+from dashboard.api_schemas import FAILURE_FIELDS, FailureOut, JobOut, SpecBody, errors
+from dashboard.list_query import top_level
 from reindexer import telemetry
-from reindexer.jobs import cancel_job, create_job, force_cancel_job, resume_job, retry_failed
+from reindexer.jobs import (
+    cancel_job,
+    create_job,
+    force_cancel_job,
+    job_failures,
+    resume_job,
+    retry_failed,
+)
 from reindexer.models import JobStatus, ReindexJob
 
 PAGE_SIZE = 50
@@ -146,8 +154,9 @@ def list_jobs(
     request: HttpRequest,
     status: StatusFilter = "",
 ) -> QuerySet[ReindexJob]:
-    """Every job, newest first."""
-    jobs = ReindexJob.objects.all()
+    """Every job as operators queued them, newest first: a sliced job's slices are listed in its
+    `slices`, not as jobs of their own (each still has its URL, under its id)."""
+    jobs = top_level(ReindexJob.objects.all()).prefetch_related("slice_jobs")
     return jobs.filter(status__in=_statuses(status)) if status else jobs
 
 
@@ -162,6 +171,7 @@ def start_job(request: HttpRequest, response: HttpResponse, spec: SpecBody) -> S
 
 @api.get("/jobs/{int:job_id}/", response={200: JobOut, **errors(401, 403, 404)}, url_name="job")
 def show_job(request: HttpRequest, job_id: int) -> ReindexJob:
+    """One job; a slice names its sliced job in `slice_of`."""
     return _job(job_id)
 
 
@@ -215,5 +225,8 @@ def retry(request: HttpRequest, response: HttpResponse, job_id: int) -> Status[R
 )
 @paginate(FailurePages)
 def list_failures(request: HttpRequest, job_id: int) -> QuerySet[Any]:
-    """A job's recorded failures, in batch order."""
-    return _job(job_id).failures.all()
+    """A job's recorded failures, in batch order; a sliced job's are its slices', each naming
+    the slice (`job`, `slice_number`) it came from."""
+    return (
+        job_failures(_job(job_id)).select_related("job").only(*FAILURE_FIELDS, "job__slice_number")
+    )

@@ -151,10 +151,32 @@ JobOut = create_model(
 )
 
 
+# The failure's columns that FailureOut reads.
+FAILURE_FIELDS = (
+    "id",
+    "job",
+    "batch_number",
+    "doc_ids",
+    "error_type",
+    "message",
+    "traceback",
+    "attempts",
+    "transient",
+    "created_at",
+    "resolved_at",
+)
+
+
 class FailureOut(BaseModel):
     """A batch's documents that failed for good, with the error they failed with."""
 
     id: int
+    job: Annotated[
+        int, Field(description="The job that recorded it: for a sliced job, one of its slices.")
+    ]
+    slice_number: Annotated[
+        int | None, Field(description="The slice it came from, if it is a slice's.")
+    ]
     batch_number: int
     doc_ids: list[str]
     error_type: str
@@ -172,6 +194,8 @@ class FailureOut(BaseModel):
             return value
         return {
             "id": value.pk,
+            "job": value.job_id,
+            "slice_number": value.job.slice_number,
             "batch_number": value.batch_number,
             "doc_ids": value.doc_ids,
             "error_type": value.error_type,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from reindexer import telemetry
 from reindexer.documents import MALFORMED_ERROR
@@ -153,8 +153,12 @@ def plan(action: Action, ids: Iterable[int]) -> Plan:
 
 def _retryable_failures_of(job: OuterRef) -> BatchFailureQuerySet:
     """reindexer.jobs.retryable_failures as a subquery: the outer query's job's unresolved
-    failures, malformed records left out."""
-    return BatchFailure.objects.filter(job=job).unresolved().exclude(error_type=MALFORMED_ERROR)
+    failures (a sliced job's are its slices'), malformed records left out."""
+    return (
+        BatchFailure.objects.filter(Q(job=job) | Q(job__parent=job))
+        .unresolved()
+        .exclude(error_type=MALFORMED_ERROR)
+    )
 
 
 def _fate(action: Action, job: ReindexJob) -> Fate:

@@ -276,6 +276,8 @@ class JobsConsumer(_JobPushConsumer):
         rows = []
         refresh = False
         for state in states:
+            if state.parent_id is not None:
+                continue  # a slice has no row of its own in the list: its sliced job has
             known = self._statuses.get(state.job_id)
             self._statuses[state.job_id] = state.status
             # New to this page (no row to replace), or moving between tabs: refresh the panel.
@@ -295,11 +297,12 @@ class JobsConsumer(_JobPushConsumer):
     def _catch_up(self) -> str:
         newest = ("-updated_at",)
         active = list(
-            ReindexJob.objects.active()
+            ReindexJob.objects.top_level()
+            .active()
             .order_by(*newest)
             .only("pk", "status")[:INITIAL_ACTIVE_LIMIT]
         )
-        others = ReindexJob.objects.exclude(pk__in=[job.pk for job in active])
+        others = ReindexJob.objects.top_level().exclude(pk__in=[job.pk for job in active])
         recent = list(others.order_by(*newest).only("pk", "status")[:INITIAL_RECENT_LIMIT])
         for job in active + recent:
             self._statuses[job.pk] = job.status
@@ -340,13 +343,19 @@ class JobConsumer(_JobPushConsumer):
         return int(self.scope["url_route"]["kwargs"]["job_id"])
 
     async def resolve_groups(self) -> list[str] | None:
-        if not await self._exists():
+        slice_ids = await self._slice_ids()
+        if slice_ids is None:
             return None
-        return [job_group(self.job_id)]
+        # A sliced job's page also follows its slices: a slice's claim or end is published
+        # under the slice's id alone (the relay adds its sliced job's, Redis does not).
+        return [job_group(self.job_id), *(job_group(pk) for pk in slice_ids)]
 
     @database_sync_to_async
-    def _exists(self) -> bool:
-        return ReindexJob.objects.filter(pk=self.job_id).exists()
+    def _slice_ids(self) -> list[int] | None:
+        """The job's slices (none unless it was split); None if there is no such job."""
+        if not ReindexJob.objects.filter(pk=self.job_id).exists():
+            return None
+        return list(ReindexJob.objects.filter(parent_id=self.job_id).values_list("pk", flat=True))
 
     async def initial_state(self) -> str:
         push = await self._render_current()
@@ -354,7 +363,7 @@ class JobConsumer(_JobPushConsumer):
 
     @database_sync_to_async
     def _render_current(self) -> DetailPush | None:
-        job = ReindexJob.objects.filter(pk=self.job_id).first()
+        job = ReindexJob.objects.prefetch_related("slice_jobs").filter(pk=self.job_id).first()
         return render_detail_push(job, can_operate=self._can_operate) if job else None
 
     def compose(self, states: list[JobState]) -> str:
@@ -368,6 +377,7 @@ class JobConsumer(_JobPushConsumer):
         html = ""
         for name, panel in (
             ("progress", push.progress),  # first: the page's observers expect it ahead
+            ("slices", push.slices),
             ("phases", push.phases),
             ("settings", push.settings),
             ("timeline", push.timeline),

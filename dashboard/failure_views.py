@@ -19,6 +19,7 @@ from django.views.decorators.vary import vary_on_headers
 from dashboard.failures import (
     FailureFilter,
     export_chunks,
+    failure_of,
     filtered_page,
     job_failures,
     next_chunk,
@@ -82,9 +83,7 @@ def failures_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 
 @page()
 def failure_source(request: HttpRequest, pk: int, failure_pk: int) -> HttpResponse:
-    failure = get_object_or_404(
-        BatchFailure.objects.select_related("job").defer("traceback"), pk=failure_pk, job=pk
-    )
+    failure = get_object_or_404(failure_of(pk, failure_pk).defer("traceback"))
     job = failure.job
     record = FailingRecord(
         source=job.source,

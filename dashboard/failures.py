@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q
 
+from reindexer.jobs import job_failures as recorded_failures
 from reindexer.models import BatchFailure, BatchFailureQuerySet, ReindexJob
 
 LIST_PAGE_SIZE = 50
@@ -70,14 +71,24 @@ class FailureFilter:
 
 def job_failures(job: ReindexJob) -> BatchFailureQuerySet:
     """The job's failures in the model's order (batch, id); the traceback is only read when a
-    failure is opened."""
-    return BatchFailure.objects.filter(job=job).defer("traceback")
+    failure is opened. A sliced job's are its slices', each with its slice (one join)."""
+    failures = recorded_failures(job).defer("traceback")
+    if job.is_sliced:
+        failures = failures.select_related("job").defer("job__checkpoint", "job__trace_context")
+    return failures
+
+
+def failure_of(job_pk: int, failure_pk: int) -> BatchFailureQuerySet:
+    """The failure `failure_pk` if it is job `job_pk`'s, or one of its slices'."""
+    return BatchFailure.objects.filter(
+        Q(job_id=job_pk) | Q(job__parent_id=job_pk), pk=failure_pk
+    ).select_related("job")
 
 
 def type_counts(job: ReindexJob) -> list[TypeCount]:
     """How many failures of each error type the job has, the most frequent first (one query)."""
     rows = (
-        BatchFailure.objects.filter(job=job)
+        recorded_failures(job)
         .values("error_type")
         .annotate(n=Count("id"))
         .order_by("-n", "error_type")

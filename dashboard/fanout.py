@@ -26,7 +26,7 @@ from dashboard.partials import (
     render_list_push,
     render_summary_tiles,
 )
-from dashboard.relay import database_sync_to_async
+from dashboard.relay import database_sync_to_async, orphan_sweep
 from reindexer.models import ReindexJob
 from reindexer.progress import JOBS_GROUP, PROGRESS_MESSAGE, job_group
 
@@ -54,6 +54,7 @@ class JobState:
 
     job_id: int
     status: str
+    parent_id: int | None = None  # a slice's sliced job
     rows: dict[bool, str] = field(default_factory=dict)  # list row, by "may operate"
     details: dict[bool, DetailPush] = field(default_factory=dict)  # detail panels, likewise
 
@@ -235,12 +236,27 @@ class Hub:
         """One read and one render per job state, then one frame per socket."""
         listing = set(self._members.get(JOBS_GROUP, ()))
         details = {job: set(self._members.get(job_group(job), ())) for job in jobs}
-        subscribers = listing.union(*details.values())
+        # Every detail page shown here, by job: a slice's change is also its sliced job's.
+        watched = {
+            int(group.removeprefix("job-")): {s.can_operate for s in subs}
+            for group, subs in self._members.items()
+            if group != JOBS_GROUP
+        }
         states = await self._read_and_render(
             jobs,
             row_variants={s.can_operate for s in listing},
-            detail_variants={job: {s.can_operate for s in subs} for job, subs in details.items()},
+            # Only the pages of the job itself: a sliced job's page follows its slices' groups,
+            # and shows their change through its own panels (`watched`).
+            detail_variants={
+                job: {s.can_operate for s in subs if getattr(s, "job_id", job) == job}
+                for job, subs in details.items()
+            },
+            watched=watched,
         )
+        for state in states:
+            if state.job_id not in details:  # a sliced job pushed for its slice
+                details[state.job_id] = set(self._members.get(job_group(state.job_id), ()))
+        subscribers = listing.union(*details.values())
         tiles = None
         if self._tiles_dirty and now >= self._last_tiles + self.tiles_interval:
             self._tiles_dirty, self._last_tiles = False, now
@@ -262,19 +278,40 @@ class Hub:
 
     @database_sync_to_async
     def _read_and_render(
-        self, jobs: set[int], *, row_variants: set[bool], detail_variants: dict[int, set[bool]]
+        self,
+        jobs: set[int],
+        *,
+        row_variants: set[bool],
+        detail_variants: dict[int, set[bool]],
+        watched: dict[int, set[bool]],
     ) -> list[JobState]:
+        read = list(ReindexJob.objects.filter(pk__in=jobs).prefetch_related("slice_jobs"))
+        # A slice's change shows on its sliced job's page (the slices table), whatever carried
+        # it: a publication of the slice's id alone, a relay that saw only the slice's row.
+        parents = {
+            job.parent_id
+            for job in read
+            if job.parent_id is not None and job.parent_id not in jobs and job.parent_id in watched
+        }
+        if parents:
+            read += ReindexJob.objects.filter(pk__in=parents).prefetch_related("slice_jobs")
+            detail_variants = {**detail_variants, **{p: watched[p] for p in parents}}
         return [
             JobState(
                 job_id=job.pk,
                 status=job.status,
-                rows={v: render_list_push(job, can_operate=v) for v in row_variants},
+                parent_id=job.parent_id,
+                rows=(
+                    {v: render_list_push(job, can_operate=v) for v in row_variants}
+                    if job.parent_id is None
+                    else {}
+                ),
                 details={
                     v: render_detail_push(job, can_operate=v)
                     for v in detail_variants.get(job.pk, set())
                 },
             )
-            for job in ReindexJob.objects.filter(pk__in=jobs).order_by("pk")
+            for job in sorted(read, key=lambda job: job.pk)
         ]
 
     # -- the periodic tick -------------------------------------------------------------------
@@ -287,6 +324,10 @@ class Hub:
                     await self._join(set(self._members))  # renews the groups' expiry
                 for job_id in await self._running_shown_ids():
                     self.notify(job_id, tick=True)
+                # A cancel whose worker died ends here too when Redis carries the pushes (and
+                # no relay polls).
+                for job_id in await orphan_sweep.run_if_due():
+                    self.notify(job_id)
             except Exception:
                 # A failed tick (database briefly away) must not end the ticks.
                 logger.warning("periodic refresh failed", exc_info=True)

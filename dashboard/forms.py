@@ -99,6 +99,11 @@ def missing_backends(registry: Registry[Any]) -> list[str]:
     ]
 
 
+# Fields that a form posted without them (a script, a page loaded before they existed) leaves
+# to JobSpec's default rather than refusing: a job runs unsliced unless asked otherwise.
+DEFAULTED_WHEN_ABSENT = frozenset({"slices"})
+
+
 def _form_field(name: str, info: FieldInfo) -> forms.Field:
     """The form field of one JobSpec field. It only parses: the bounds are JobSpec's to check,
     so the form's messages are the ones the command line and the API give."""
@@ -107,7 +112,8 @@ def _form_field(name: str, info: FieldInfo) -> forms.Field:
         "label": name.replace("_", " ").capitalize(),
         "help_text": info.description or "",
         # A field whose default is empty may be left empty; the others must be filled in.
-        "required": default is PydanticUndefined or default not in ("", None),
+        "required": name not in DEFAULTED_WHEN_ABSENT
+        and (default is PydanticUndefined or default not in ("", None)),
         "initial": None if default is PydanticUndefined else default,
     }
     if info.annotation in (int, float):
@@ -159,6 +165,9 @@ class NewJobForm(forms.Form):
             return cleaned
         # Only the fields that parsed go on to the spec, so that each error is reported once.
         data = {k: v for k, v in cleaned.items() if k not in self.errors}
+        for name in DEFAULTED_WHEN_ABSENT:
+            if data.get(name) is None:
+                data.pop(name, None)
         try:
             spec = JobSpec.parse(data)
         except InvalidSpec as exc:

@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Subquery
+from django.db.models import Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from reindexer.models import JobStatus, ReindexJob, ReindexJobQuerySet
@@ -81,8 +82,9 @@ class ListFilters:
         return urlencode({k: _param(v) for k, v in values.items() if v})
 
     def without_status(self) -> ReindexJobQuerySet:
-        """Every filter but the tab (the tabs count across it)."""
-        jobs = ReindexJob.objects.all()
+        """Every filter but the tab (the tabs count across it); jobs as operators queued them,
+        not the slices of a sliced job."""
+        jobs = top_level(ReindexJob.objects.all())
         if self.q:
             jobs = jobs.filter(name__icontains=self.q)
         if self.store:
@@ -103,7 +105,8 @@ class ListFilters:
         if self.windowed(matches):
             newest = jobs.order_by(*SORTS[DEFAULT_SORT]).values("pk")[:SORT_WINDOW]
             jobs = ReindexJob.objects.filter(pk__in=Subquery(newest))
-        return jobs.order_by(*SORTS[self.sort])
+        # A sliced job's row shows its slices' figures (the presenter): one query per page.
+        return jobs.order_by(*SORTS[self.sort]).prefetch_related("slice_jobs")
 
     def windowed(self, matches: int) -> bool:
         """Whether the order covers only the newest SORT_WINDOW matches."""
@@ -112,6 +115,13 @@ class ListFilters:
     def window(self, matches: int) -> int | None:
         """The number of jobs the order covers when it does not cover every match."""
         return SORT_WINDOW if self.windowed(matches) else None
+
+
+def top_level(jobs: ReindexJobQuerySet) -> ReindexJobQuerySet:
+    """`jobs` but the slices of sliced jobs (ReindexJob.objects.top_level()), tested through an
+    expression that no index serves: a plain `parent_id IS NULL` makes SQLite's planner read the
+    parent index and sort every job, where the list's own order index reads just one page."""
+    return jobs.alias(slice_of_or_zero=Coalesce("parent_id", Value(0))).filter(slice_of_or_zero=0)
 
 
 def _param(value: object) -> str:

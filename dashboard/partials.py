@@ -12,11 +12,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from django.core.paginator import Page, Paginator
+from django.db.models import Q
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 
-from dashboard.failures import type_counts
+from dashboard.failures import job_failures, type_counts
 from dashboard.phases import phase_steps
 from reindexer.models import JobEvent, ReindexJob
 from reindexer.permissions import can_operate
@@ -80,25 +81,41 @@ class DetailPush:
     failures: str
     chart: str
     phases: str
+    slices: str = ""
 
     def html(self) -> str:
         return (
-            self.progress + self.phases + self.settings + self.timeline + self.failures + self.chart
+            self.progress
+            + self.slices
+            + self.phases
+            + self.settings
+            + self.timeline
+            + self.failures
+            + self.chart
         )
 
 
 def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> DetailPush:
     """Every live panel of the job's detail page, out of band, as a reload shows them (the failures
     on their first page: the page's own pagination does not change its URL)."""
-    ctx = {"r": job_context(job, can_operate=can_operate), "oob": True}
+    row = job_context(job, can_operate=can_operate)
+    ctx = {"r": row, "oob": True}
     return DetailPush(
         progress=render_to_string("dashboard/_job_progress.html", ctx),
+        slices=render_slices(row, oob=True),
         settings=render_settings(job, oob=True),
         timeline=render_timeline(job, oob=True),
         failures=render_failures_panel(job, oob=True),
         chart=render_chart(job, oob=True),
         phases=render_phases(job, oob=True),
     )
+
+
+def render_slices(r: RowContext, *, oob: bool = False) -> str:
+    """A sliced job's slices table (id `job-slices-<id>`); nothing for any other job."""
+    if not r.view.job.is_sliced:
+        return ""
+    return render_to_string("dashboard/_job_slices.html", {"r": r, "oob": oob})
 
 
 def render_phases(job: ReindexJob, *, oob: bool = False) -> str:
@@ -130,8 +147,16 @@ def render_job_push(job: ReindexJob, *, can_operate: bool | None = None) -> str:
 
 
 def timeline_events(job: ReindexJob) -> list[JobEvent]:
-    """The job's most recent events, oldest first."""
-    events = list(job.events.order_by("-at", "-id")[:EVENTS_LIMIT])
+    """The job's most recent events, oldest first; a sliced job's include its slices', each
+    with its slice (one join, not a query per row)."""
+    rows = job.events.all()
+    if job.is_sliced:
+        rows = (
+            JobEvent.objects.filter(Q(job_id=job.pk) | Q(job__parent_id=job.pk))
+            .select_related("job")
+            .only("at", "kind", "actor", "detail", "job__slice_number")
+        )
+    events = list(rows.order_by("-at", "-id")[:EVENTS_LIMIT])
     events.reverse()
     return events
 
@@ -150,7 +175,7 @@ def render_settings(job: ReindexJob, *, oob: bool = False) -> str:
 def failures_page(job: ReindexJob, number: str | int | None = 1) -> Page[Any]:
     """One page of the job's failures, newest rows as the model orders them; the traceback is only
     read when a failure is opened."""
-    return Paginator(job.failures.defer("traceback"), FAILURES_PAGE_SIZE).get_page(number)
+    return Paginator(job_failures(job), FAILURES_PAGE_SIZE).get_page(number)
 
 
 def failure_page_links(page: Page[Any]) -> dict[str, str | None]:
@@ -186,8 +211,10 @@ def render_job_oob(job: ReindexJob, request: HttpRequest) -> str:
     with only what the page the request came from shows (htmx reports an absent target)."""
     if _on_detail_page(request, job):
         # Not the failures: an action adds none, and a push would reset the user's failures page.
+        r = job_context(job, can_operate=_can_operate(request))
         return (
-            render_progress(job, request, oob=True)
+            render_to_string("dashboard/_job_progress.html", {"r": r, "oob": True}, request=request)
+            + render_slices(r, oob=True)
             + render_phases(job, oob=True)
             + render_settings(job, oob=True)
             + render_timeline(job, oob=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
@@ -18,8 +19,10 @@ from channels import db as channels_db
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from reindexer.models import ReindexJob
-from reindexer.progress import crosses_processes, send_job_message
+from reindexer import conf
+from reindexer.models import JobStatus, ReindexJob
+from reindexer.orphans import cancel_orphans
+from reindexer.progress import announce, crosses_processes, send_job_message
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +41,63 @@ POLL_SECONDS = 0.1
 OVERLAP = timedelta(seconds=2)
 MAX_ROWS_PER_POLL = 1000
 PRIME_TIMEOUT = 5.0
+# The web process looks for cancels that no worker is left to confirm at most this often.
+ORPHAN_SWEEP_SECONDS = 5.0
+ORPHAN_SWEEP_ACTOR = "dashboard"
 
 
 def needed(layer: Any | None = None) -> bool:
     """Whether the relay must run: the layer does not carry messages between processes."""
     layer = get_channel_layer() if layer is None else layer
     return layer is not None and not crosses_processes(layer)
+
+
+class OrphanSweep:
+    """Ends the cancels no worker is left to confirm (reindexer.orphans), at most once every
+    `interval` seconds however many loops ask: the relay's poll and the hub's tick both do, so
+    that a job whose worker died while cancelling ends with or without Redis and workers."""
+
+    def __init__(self, interval: float = ORPHAN_SWEEP_SECONDS) -> None:
+        self.interval = interval
+        self._last = -1e9
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
+
+    async def run_if_due(self) -> list[int]:
+        """The ids of the jobs it cancelled (none if it was not due)."""
+        if not self.due():
+            return []
+        return await _sweep_orphans()
+
+
+@database_sync_to_async
+def _sweep_orphans() -> list[int]:
+    lease_seconds = conf.get().lease_seconds
+    # One cheap query on most sweeps: nothing to do.
+    candidates = list(
+        ReindexJob.objects.orphaned_cancels(lease_seconds).values_list("pk", flat=True)
+    )
+    if not candidates:
+        return []
+    cancel_orphans(ORPHAN_SWEEP_ACTOR, lease_seconds)
+    ended = list(
+        ReindexJob.objects.filter(pk__in=candidates, status=JobStatus.CANCELLED).values_list(
+            "pk", "parent_id"
+        )
+    )
+    # A slice's sliced job too: it ends in the sweep's second pass once its slices have.
+    changed = sorted({pk for pk, _ in ended} | {p for _, p in ended if p is not None})
+    for job_id in changed:
+        announce(job_id)  # other processes' pages, through Redis; the relay sees the rows here
+    return changed
+
+
+orphan_sweep = OrphanSweep()
 
 
 class ChangeTracker:
@@ -118,7 +172,7 @@ class Relay:
         tracker = ChangeTracker(since=timezone.now())
         try:
             # What changed just before we started is in the consumers' initial state already.
-            tracker.changed(await _changed_since(tracker.cutoff))
+            tracker.changed([row[:2] for row in await _changed_since(tracker.cutoff)])
         except Exception:
             logger.warning("progress relay: first poll failed", exc_info=True)
         finally:
@@ -127,8 +181,17 @@ class Relay:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                changed = tracker.changed(await _changed_since(tracker.cutoff))
-                for job_id in changed:
+                await orphan_sweep.run_if_due()  # its cancels show in this poll's rows
+            except Exception:
+                logger.warning("progress relay: orphaned-cancel sweep failed", exc_info=True)
+            try:
+                rows = await _changed_since(tracker.cutoff)
+                parents = {job_id: parent for job_id, _, parent in rows if parent is not None}
+                changed = tracker.changed([row[:2] for row in rows])
+                # A slice's change shows on its sliced job's page too (its slices table).
+                for job_id in dict.fromkeys(
+                    [*changed, *(parents[j] for j in changed if j in parents)]
+                ):
                     await send_job_message(layer, job_id)
             except Exception:
                 # A locked or briefly unreachable database must not end live updates for good.
@@ -136,11 +199,12 @@ class Relay:
 
 
 @database_sync_to_async
-def _changed_since(cutoff: datetime) -> list[tuple[int, datetime]]:
+def _changed_since(cutoff: datetime) -> list[tuple[int, datetime, int | None]]:
+    """(id, updated_at, parent_id) of the rows changed after `cutoff`, oldest first."""
     rows = (
         ReindexJob.objects.filter(updated_at__gt=cutoff)
         .order_by("-updated_at", "-id")
-        .values_list("id", "updated_at")[:MAX_ROWS_PER_POLL]
+        .values_list("id", "updated_at", "parent_id")[:MAX_ROWS_PER_POLL]
     )
     return list(reversed(rows))
 

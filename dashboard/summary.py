@@ -28,20 +28,28 @@ def summary(now: datetime | None = None) -> Summary:
     """Four queries, each on an index, whatever the number of jobs: one aggregate over the whole
     table is a full scan (about 100 ms at 200k jobs)."""
     now = now or timezone.now()
+    # Slices included: they record the samples and heartbeats of their sliced jobs, which are
+    # counted once, as the jobs operators queued (a sliced job's own beat is its slices' commits).
     running = list(
-        ReindexJob.objects.running().only("pk", "status", "processed_docs", "heartbeat_at")
+        ReindexJob.objects.running().only(
+            "pk", "status", "processed_docs", "heartbeat_at", "parent_id", "slices"
+        )
     )
-    queued = ReindexJob.objects.pending().count()
-    failed = ReindexJob.objects.filter(
-        status=JobStatus.FAILED, finished_at__gte=now - FAILED_WINDOW
-    ).count()
+    queued = ReindexJob.objects.top_level().pending().count()
+    failed = (
+        ReindexJob.objects.top_level()
+        .filter(status=JobStatus.FAILED, finished_at__gte=now - FAILED_WINDOW)
+        .count()
+    )
     recent = recent_points(running, now)
     rates = (current_rate(job, recent[job.pk], now) for job in running)
-    beats = [job.heartbeat_at for job in running if job.heartbeat_at is not None]
+    beats = [
+        job.heartbeat_at for job in running if job.heartbeat_at is not None and not job.is_sliced
+    ]
     oldest: datetime | None = min(beats, default=None)
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
     return Summary(
-        running=len(running),
+        running=sum(1 for job in running if job.parent_id is None),
         queued=queued,
         failed_recently=failed,
         rate_now=sum(rate for rate in rates if rate is not None),

@@ -21,6 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url
 from django_htmx.middleware import HtmxDetails
 
+from dashboard.failures import failure_of
 from dashboard.forms import NewJobForm, RerunRefused, rerun_initial
 from dashboard.list_forms import JobListForm
 from dashboard.list_query import (
@@ -44,7 +45,7 @@ from dashboard.phases import phase_steps
 from reindexer import telemetry
 from reindexer.errors import SpecError
 from reindexer.jobs import cancel_job, create_job, force_cancel_job, retry_failed
-from reindexer.models import BatchFailure, InvalidTransition, JobStatus, ReindexJob
+from reindexer.models import InvalidTransition, JobStatus, ReindexJob
 from reindexer.permissions import OPERATE, can_operate
 from reindexer.presenter import present
 
@@ -200,7 +201,10 @@ def job_create(request: HtmxHttpRequest) -> HttpResponse:
 @page()
 @vary_on_headers("HX-Request", "HX-Target")
 def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(ReindexJob.objects.select_related("created_by", "retry_of"), pk=pk)
+    job = get_object_or_404(
+        ReindexJob.objects.select_related("created_by", "retry_of").prefetch_related("slice_jobs"),
+        pk=pk,
+    )
     if _htmx_target(request) == "failures":  # a page of the failures alone
         failures = failures_page(job, request.GET.get("fpage"))
         context: dict[str, Any] = {
@@ -220,8 +224,10 @@ def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @page()
 def failure_detail(request: HtmxHttpRequest, pk: int, failure_pk: int) -> HttpResponse:
-    failure = get_object_or_404(BatchFailure.objects.select_related("job"), pk=failure_pk, job=pk)
-    context = {"failure": failure, "job": failure.job}
+    # A sliced job's page lists its slices' failures: they open under its URL too.
+    failure = get_object_or_404(failure_of(pk, failure_pk))
+    job = failure.job if failure.job_id == pk else get_object_or_404(ReindexJob, pk=pk)
+    context = {"failure": failure, "job": job}
     if request.htmx:
         return render(request, "dashboard/_failure_detail.html", context)
     return render(request, "dashboard/failure_detail.html", context)
@@ -236,13 +242,17 @@ def _operate(
     act: Callable[..., object],
     message: Callable[[ReindexJob], str],
 ) -> HttpResponse:
-    """Apply `act` to the job; its refusal is a 409 with the reason, its success a message."""
+    """Apply `act` to the job; its refusal is a 409 with the reason, its success a message.
+
+    On a slice, `act` acts on its sliced job (reindexer.jobs): the message names that job, and
+    the page gets the slice's new state."""
     job = get_object_or_404(ReindexJob, pk=pk)
     try:
-        act(job, user=_actor(request))
+        acted = act(job, user=_actor(request))
     except InvalidTransition as exc:
         return _conflict(request, job, str(exc))
-    return _done(request, job, message(job))
+    job.refresh_from_db()
+    return _done(request, job, message(acted if isinstance(acted, ReindexJob) else job))
 
 
 @operate_action

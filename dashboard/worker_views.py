@@ -18,8 +18,8 @@ from django.views.decorators.vary import vary_on_headers
 
 from dashboard.permissions import page
 from reindexer import conf
-from reindexer.models import ReindexJob, WorkerProcess
-from reindexer.queue import annotated_waiting_for, pending_page, running_jobs
+from reindexer.models import ReindexJob, ReindexJobQuerySet, WorkerProcess
+from reindexer.queue import annotated_waiting_for, running_jobs, with_waiting_for
 
 # The workers page shows the workers seen this recently (the registry prunes after a day).
 RECENT = timedelta(hours=24)
@@ -81,19 +81,28 @@ def _page_link(number: int) -> str:
     return f"?page={number}"
 
 
+def top_level_pending_page(offset: int, limit: int) -> ReindexJobQuerySet:
+    """reindexer.queue.pending_page without the slices: one query, `waiting_for` evaluated for
+    the page's rows only."""
+    window = ReindexJob.objects.top_level().pending().in_claim_order()[offset : offset + limit]
+    page_jobs = ReindexJob.objects.filter(pk__in=window.values("pk"))
+    return with_waiting_for(page_jobs).in_claim_order()
+
+
 @page()
 @vary_on_headers("HX-Request")
 def queue(request: HttpRequest) -> HttpResponse:
     # Two queries: the count, on the bare pending jobs (so that it never evaluates the
     # waiting_for subqueries row by row), then the page's rows with their waiting_for.
-    pending = Paginator(ReindexJob.objects.pending(), QUEUE_PAGE_SIZE).get_page(
+    # The jobs as operators queued them: a sliced job's pending slices run under it.
+    pending = Paginator(ReindexJob.objects.top_level().pending(), QUEUE_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     start = pending.start_index()
-    page_rows = pending_page(max(0, start - 1), QUEUE_PAGE_SIZE)
+    page_rows = top_level_pending_page(max(0, start - 1), QUEUE_PAGE_SIZE)
     rows = [QueueRow(start + i, job, annotated_waiting_for(job)) for i, job in enumerate(page_rows)]
     context: dict[str, Any] = {
-        "running": list(running_jobs()[:RUNNING_SHOWN]),
+        "running": list(running_jobs().top_level()[:RUNNING_SHOWN]),
         "rows": rows,
         "page": pending,
         "page_links": {

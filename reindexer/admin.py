@@ -9,7 +9,7 @@ job's page shows only its latest failures and events, linking out to the rest.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +183,32 @@ class EmbedderFilter(_BackendFilter):
     registry = EMBEDDERS
 
 
+class SliceFilter(admin.SimpleListFilter):
+    """The jobs as operators queue them by default; the slices of sliced jobs on demand."""
+
+    title = "slices"
+    parameter_name = "slices"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("only", "Slices only"), ("all", "Jobs and their slices")]
+
+    def choices(self, changelist: Any) -> Iterator[Any]:
+        # Django's "All" would read as every row; here the default is the jobs without slices.
+        for choice in super().choices(changelist):
+            if choice["display"] == "All":
+                yield {**choice, "display": "Jobs (no slices)"}
+            else:
+                yield choice
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "only":
+            return queryset.filter(parent__isnull=False)
+        if value == "all":
+            return queryset
+        return queryset.filter(parent__isnull=True)
+
+
 @admin.register(ReindexJob)
 class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     class Media:
@@ -194,12 +220,19 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
         "status_display",
         "progress_display",
         "failed_docs",
+        "slices_display",
         "store",
         "created_at",
     )
     list_display_links = ("id", "name")
     # A date range, not a date_hierarchy: its month links ran a DISTINCT over every job.
-    list_filter = ("status", StoreFilter, EmbedderFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status",
+        SliceFilter,
+        StoreFilter,
+        EmbedderFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("name", "source", "collection", "worker")
     # The index reindexjob_created_order; and no second COUNT of the whole table when filtered.
     ordering = ("-created_at", "-id")
@@ -221,6 +254,10 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
                     "batch_size",
                     "max_retries",
                     "max_failed_ratio",
+                    "slices",
+                    "parent",
+                    "slice_number",
+                    "slice_bounds",
                     "retry_of",
                     "created_by",
                     "trace_context",
@@ -254,7 +291,11 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
         # The change page shows both relations: one join rather than a query each.
         if from_field is not None:
             return super().get_object(request, object_id, from_field)
-        queryset = self.get_queryset(request).select_related("retry_of", "created_by")
+        queryset = (
+            self.get_queryset(request)
+            .select_related("retry_of", "created_by", "parent")
+            .prefetch_related("slice_jobs")
+        )
         return queryset.filter(pk=object_id).first() if str(object_id).isdigit() else None
 
     def get_readonly_fields(self, request: HttpRequest, obj: ReindexJob | None = None) -> list[str]:
@@ -278,6 +319,14 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: ReindexJob) -> str:
         return status_label(obj)
+
+    @admin.display(description="Slices")
+    def slices_display(self, obj: ReindexJob) -> str:
+        """ "4 slices" for a sliced job, "slice 2 of #7" for a slice; blank otherwise (from the
+        row alone: no query per row)."""
+        if obj.parent_id is not None:
+            return f"slice {obj.slice_number} of #{obj.parent_id}"
+        return f"{obj.slices} slices" if obj.slices > 1 else ""
 
     @admin.display(description="Progress")
     def progress_display(self, obj: ReindexJob) -> str:

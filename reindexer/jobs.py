@@ -6,8 +6,11 @@ so that every entry point validates the same way and uses the same guarded trans
 
 from __future__ import annotations
 
+import contextlib
+
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from reindexer import conf
@@ -17,6 +20,7 @@ from reindexer.models import (
     BatchFailureQuerySet,
     EventKind,
     InvalidTransition,
+    JobStatus,
     ReindexJob,
 )
 from reindexer.progress import announce
@@ -58,13 +62,19 @@ def create_job(
     return job
 
 
+def whole_job(job: ReindexJob) -> ReindexJob:
+    """The job an operator acts on: a slice's sliced job, or the job itself."""
+    if job.parent_id is None:
+        return job
+    return ReindexJob.objects.get(pk=job.parent_id)
+
+
 def cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
     """Cancel a pending job, or request the cancel of a running one; raises InvalidTransition.
 
     A slice is not cancelled alone: the cancel stops its whole sliced job.
     """
-    if job.parent_id is not None:
-        job = ReindexJob.objects.get(pk=job.parent_id)
+    job = whole_job(job)
     with transaction.atomic():
         job.request_cancel(actor_name(user))
         announce(job.pk)
@@ -73,25 +83,69 @@ def cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> Rein
 
 def force_cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
     """Cancel a running job whose lease expired, with no worker to confirm it; raises
-    InvalidTransition while its worker still renews the lease."""
+    InvalidTransition while its worker still renews the lease.
+
+    A slice stands for its sliced job, which is force-cancelled once none of its running slices
+    has a live worker: those slices are force-cancelled, the pending ones cancelled.
+    """
+    job = whole_job(job)
+    lease_seconds = conf.get().lease_seconds
     with transaction.atomic():
-        job.force_cancel(actor_name(user), lease_seconds=conf.get().lease_seconds)
+        if job.is_sliced and job.slice_jobs.exists():
+            _force_cancel_sliced(job, actor_name(user), lease_seconds)
+        else:
+            job.force_cancel(actor_name(user), lease_seconds=lease_seconds)
         announce(job.pk)
     return job
 
 
+def _force_cancel_sliced(job: ReindexJob, actor: str, lease_seconds: float) -> None:
+    if job.status != JobStatus.RUNNING:
+        raise InvalidTransition(
+            f"job {job.pk} cannot be force-cancelled: it is {job.status}; only a running job"
+            " whose lease expired can be"
+        )
+    live = job.slice_jobs.running().exclude(pk__in=job.slice_jobs.stale(lease_seconds))
+    responding = live.order_by("slice_number").first()
+    if responding is not None:
+        raise InvalidTransition(
+            f"job {job.pk} cannot be force-cancelled: the worker {responding.worker} of its slice"
+            f" {responding.slice_number} still renews its lease (lease {lease_seconds:g}s)"
+        )
+    if job.cancel_requested_at is None:
+        # The pending slices are cancelled at once, the stale running ones asked to stop.
+        job.request_cancel(actor, reason="force cancel")
+    for slice_job in job.slice_jobs.stale(lease_seconds).order_by("slice_number"):
+        with contextlib.suppress(InvalidTransition):  # its worker came back meanwhile
+            slice_job.force_cancel(actor, lease_seconds=lease_seconds)
+    job.refresh_from_db()
+    # Its slices have all ended: the job ends without a worker, saying so, once its own lease
+    # (renewed by each slice's commit) has expired too; until then a worker may still finish it,
+    # and the orphan sweep (reindexer.orphans) ends it after the lease.
+    with contextlib.suppress(InvalidTransition):
+        job.cancel_orphaned(actor, lease_seconds=lease_seconds)
+
+
 def resume_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
     """Queue a failed job again, to continue from its checkpoint with its counters; raises
-    InvalidTransition unless it failed."""
+    InvalidTransition unless it failed. A slice stands for its sliced job."""
+    job = whole_job(job)
     with transaction.atomic():
         job.resume(actor_name(user))
         announce(job.pk)
     return job
 
 
+def job_failures(job: ReindexJob) -> BatchFailureQuerySet:
+    """The failures recorded for `job`: a sliced job's are those of its slices (and its own)."""
+    if not job.is_sliced:
+        return job.failures.all()
+    return BatchFailure.objects.filter(Q(job_id=job.pk) | Q(job__parent_id=job.pk))
+
+
 def retryable_failures(job: ReindexJob) -> BatchFailureQuerySet:
     """The job's unresolved failures that a retry could fix (not malformed records)."""
-    return job.failures.unresolved().exclude(error_type=MALFORMED_ERROR)
+    return job_failures(job).unresolved().exclude(error_type=MALFORMED_ERROR)
 
 
 def failed_doc_ids(job: ReindexJob) -> list[str]:
@@ -128,7 +182,9 @@ def retry_failed(
     user: AbstractBaseUser | None = None,
     trace_context: dict[str, str] | None = None,
 ) -> ReindexJob:
-    """Queue a new job over only the documents of `job`'s retryable failures."""
+    """Queue a new job over only the documents of `job`'s retryable failures (for a sliced job,
+    those of all its slices; a slice stands for its sliced job)."""
+    job = whole_job(job)
     open_source(job.source)
     with transaction.atomic():
         # Locked, so that two clicks (or two tabs, or the API) cannot queue two retries.

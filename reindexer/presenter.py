@@ -15,6 +15,8 @@ from reindexer.jobs import retryable_failures
 from reindexer.models import JobStatus, Phase, ReindexJob
 from reindexer.samples import current_rate, recent_points
 
+ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+
 
 def status_label(job: ReindexJob) -> str:
     """How the UI names the state: 'cancelling' and 'completed with errors' included."""
@@ -89,12 +91,50 @@ class JobView:
 
     @property
     def heartbeat_age(self) -> float | None:
-        """Seconds since the worker's last beat; None once finished, when it says nothing."""
-        return None if self.job.is_finished else self.job.heartbeat_age(self.now)
+        """Seconds since the worker's last beat; None once finished, when it says nothing. A
+        sliced job's workers are its running slices': the freshest beat among them."""
+        if self.job.is_finished:
+            return None
+        ages = [v.heartbeat_age for v in self.running_slices]
+        known = [age for age in ages if age is not None]
+        return min(known) if known else self.job.heartbeat_age(self.now)
 
     @property
     def stalled(self) -> bool:
+        """No worker renews the lease. A sliced job whose slices are still active is stalled only
+        when every one of them is running with an expired lease (a pending slice waits for a
+        worker, it is not stalled)."""
+        active = self.active_slices
+        if active:
+            return all(view.stalled for view in active)
         return self.job.is_stalled(self.lease_seconds, self.now)
+
+    # -- slices ------------------------------------------------------------------------------
+
+    @cached_property
+    def slice_views(self) -> list[JobView]:
+        """Each slice's own view, in slice order (prefetched by lists: no query per row)."""
+        return [JobView(s, self.now, self.lease_seconds) for s in self.slices()]
+
+    @property
+    def active_slices(self) -> list[JobView]:
+        if self.job.status != JobStatus.RUNNING:
+            return []
+        return [v for v in self.slice_views if v.job.status in ACTIVE_STATUSES]
+
+    @property
+    def running_slices(self) -> list[JobView]:
+        return [v for v in self.active_slices if v.job.status == JobStatus.RUNNING]
+
+    @property
+    def awaiting_split(self) -> bool:
+        """A sliced job whose source is not split yet: it will run as `job.slices` slices."""
+        return self.job.is_sliced and not self.slice_views and not self.job.is_finished
+
+    @property
+    def slice_workers(self) -> list[str]:
+        """The workers running the job's slices now, each once, in slice order."""
+        return list(dict.fromkeys(v.job.worker for v in self.running_slices if v.job.worker))
 
     @property
     def can_cancel(self) -> bool:
@@ -180,7 +220,7 @@ class JobView:
             # Sliced jobs (DESIGN.md): the slices asked for, and each slice's own figures; a
             # slice names the job it is a slice of.
             "slice_count": job.slices,
-            "slices": [self._slice_status(s) for s in self.slices()],
+            "slices": [self._slice_status(view) for view in self.slice_views],
             "slice_of": job.parent_id,
             "slice_number": job.slice_number,
         }
@@ -191,8 +231,8 @@ class JobView:
             return []
         return sorted(self.job.slice_jobs.all(), key=lambda s: s.slice_number or 0)
 
-    def _slice_status(self, slice_job: ReindexJob) -> dict[str, Any]:
-        view = JobView(slice_job, self.now, self.lease_seconds)
+    def _slice_status(self, view: JobView) -> dict[str, Any]:
+        slice_job = view.job
         return {
             "id": slice_job.pk,
             "slice_number": slice_job.slice_number,

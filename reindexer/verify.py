@@ -15,7 +15,8 @@ SAMPLE_SIZE = 20
 
 
 def _job_family(job: ReindexJob) -> list[int]:
-    """The job and every retry queued from it, transitively."""
+    """The job and every retry queued from it, transitively, with the slices of each: a sliced
+    job's failures are recorded on its slices."""
     family = [job.pk]
     frontier = [job.pk]
     while frontier:
@@ -23,10 +24,15 @@ def _job_family(job: ReindexJob) -> list[int]:
             ReindexJob.objects.filter(retry_of_id__in=frontier).values_list("pk", flat=True)
         )
         family.extend(frontier)
-    return family
+    slices = ReindexJob.objects.filter(parent_id__in=family).values_list("pk", flat=True)
+    return [*family, *slices]
 
 
 def verify_job(job: ReindexJob) -> dict[str, Any]:
+    """The report of `verify --json`; a slice is verified as its whole sliced job (one source,
+    one collection)."""
+    if job.parent_id is not None:
+        job = ReindexJob.objects.get(pk=job.parent_id)
     source = open_source(job.source)
     source_ids: set[str] = set()
     reader = source.open()

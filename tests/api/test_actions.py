@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 FAILURE_FIELDS = {
     "id", "batch_number", "doc_ids", "error_type", "message", "traceback", "attempts",
-    "transient", "created_at", "resolved_at",
+    "transient", "created_at", "resolved_at", "job", "slice_number",
 }  # fmt: skip
 
 
@@ -200,6 +200,7 @@ def test_failures__lists_what_the_worker_recorded(as_viewer: Api, poisoned_job: 
     assert set(failure) == FAILURE_FIELDS
     stored = BatchFailure.objects.get(job=poisoned_job)
     assert failure["id"] == stored.pk
+    assert (failure["job"], failure["slice_number"]) == (poisoned_job.pk, None)
     assert failure["doc_ids"] == ["doc-2"]
     assert failure["error_type"] == "PermanentError"
     assert "poisoned document 'doc-2'" in failure["message"]

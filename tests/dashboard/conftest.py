@@ -48,3 +48,13 @@ def viewer_client(client: Client, viewer: User) -> Client:
 def operator_client(client: Client, operator: User) -> Client:
     client.force_login(operator)
     return client
+
+
+# The consumer tests' fixtures (the real ASGI application, logged-in sockets, Redis), shared
+# with the tests of sliced jobs' live pages.
+from tests.live.conftest import (  # noqa: E402, F401
+    application,
+    open_socket,
+    redis_layer,
+    viewer_cookie,
+)

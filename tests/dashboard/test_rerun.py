@@ -21,6 +21,7 @@ SETTINGS = {
     "batch_size": 17,
     "max_retries": 5,
     "max_failed_ratio": 0.25,
+    "slices": 3,
     "name": "nightly docs",
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -150,3 +150,59 @@ def test_status__carries_the_dashboards_label() -> None:
     status = view(status=JobStatus.COMPLETED, failed_docs=3).as_status()
     assert (status["status"], status["label"]) == (JobStatus.COMPLETED, "completed with errors")
     assert view(cancel_requested_at=NOW).as_status()["label"] == "cancelling"
+
+
+# -- sliced jobs -----------------------------------------------------------------------------
+
+
+def sliced(*slice_fields: Mapping[str, object], **fields: object) -> JobView:
+    """A sliced job's view whose slices are in its prefetch cache, as the lists read them (no
+    query: these rows are not saved)."""
+    parent = job(slices=len(slice_fields) or 4, worker="", **fields)
+    parts = [
+        job(pk=100 + n, parent_id=parent.pk, slice_number=n, total_docs=250, **values)
+        for n, values in enumerate(slice_fields, start=1)
+    ]
+    parent._prefetched_objects_cache = {"slice_jobs": parts}  # type: ignore[attr-defined]
+    return JobView(parent, NOW, LEASE)
+
+
+def test_sliced__status_lists_each_slice_with_its_worker_and_counters() -> None:
+    v = sliced(
+        {"worker": "w1", "processed_docs": 250, "status": JobStatus.COMPLETED},
+        {"worker": "w2", "processed_docs": 100},
+        {"status": JobStatus.PENDING, "processed_docs": 0, "heartbeat_at": None},
+    )
+    status = v.as_status()
+    assert status["slice_count"] == 3 and status["slice_of"] is None
+    assert [(s["slice_number"], s["worker"], s["processed_docs"]) for s in status["slices"]] == [
+        (1, "w1", 250),
+        (2, "w2", 100),
+        (3, "", 0),
+    ]
+    assert status["slices"][1]["progress"] == 0.4
+    assert v.slice_workers == ["w2"]  # the running slices' workers only
+
+
+def test_sliced__stalled_only_when_every_active_slice_is_running_stale() -> None:
+    stale = {"worker": "w1", "heartbeat_at": NOW - timedelta(seconds=LEASE + 5)}
+    fresh = {"worker": "w2", "heartbeat_at": NOW - timedelta(seconds=1)}
+    waiting = {"status": JobStatus.PENDING, "heartbeat_at": None}
+    # The sliced job's own beat is as old as its last slice commit: it does not decide.
+    old_beat = {"heartbeat_at": NOW - timedelta(minutes=5)}
+    assert not sliced(stale, fresh, **old_beat).stalled
+    assert not sliced(stale, waiting, **old_beat).stalled
+    assert sliced(stale, stale, **old_beat).stalled
+    assert sliced(stale, stale, **old_beat).can_force_cancel
+    assert sliced(stale, fresh, **old_beat).heartbeat_age == 1.0
+
+
+def test_sliced__before_the_split_awaits_it() -> None:
+    v = sliced()
+    assert v.awaiting_split and v.as_status()["slices"] == []
+    assert not view().awaiting_split  # a job that is not sliced
+
+
+def test_slice__names_its_sliced_job() -> None:
+    status = view(parent_id=3, slice_number=2).as_status()
+    assert (status["slice_of"], status["slice_number"], status["slices"]) == (3, 2, [])

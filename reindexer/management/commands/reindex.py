@@ -9,10 +9,11 @@ from typing import Any, NoReturn, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from reindexer import specs
+from reindexer import conf, specs
 from reindexer.errors import ReindexerError
 from reindexer.jobs import cancel_job, create_job, force_cancel_job, resume_job, retry_failed
 from reindexer.models import InvalidTransition, ReindexJob
+from reindexer.orphans import cancel_orphans
 from reindexer.presenter import job_status, present
 from reindexer.queue import annotated_waiting_for, with_waiting_for
 from reindexer.search import MAX_K, search
@@ -21,6 +22,8 @@ from reindexer.verify import verify_job, verify_problems
 from reindexer.watch import watch_job
 
 MAX_JOB_ID = 2**63 - 1
+# The actor of the cancels that `status` ends for want of a worker.
+STATUS_ACTOR = "cli"
 
 
 class OneLineErrorParser(CommandParser):
@@ -164,13 +167,17 @@ class Command(BaseCommand):
         self.stdout.write(str(job.pk))
 
     def do_status(self, *, job_id: int | None, json: bool, **_: Any) -> None:
-        # waiting_for: one query for every job (an annotation), not one per job.
+        # A job asked to cancel whose worker died is shown cancelled, not "cancelling" forever,
+        # even when no worker runs to sweep for it.
+        cancel_orphans(STATUS_ACTOR, conf.get().lease_seconds)
+        # waiting_for: one query for every job (an annotation), not one per job; the slices
+        # of every sliced job in one more. Without an id, the jobs as operators queued them.
         chosen = (
             ReindexJob.objects.filter(pk=get_job(job_id).pk)
             if job_id is not None
-            else ReindexJob.objects.all()
+            else ReindexJob.objects.top_level()
         )
-        jobs = list(with_waiting_for(chosen))
+        jobs = list(with_waiting_for(chosen).prefetch_related("slice_jobs"))
         rows = [{**job_status(job), "waiting_for": annotated_waiting_for(job)} for job in jobs]
         if json:
             self.stdout.write(_dumps(rows[0] if job_id is not None else rows))
@@ -181,6 +188,7 @@ class Command(BaseCommand):
                 f"{row['id']:>5}  {row['status']:<10} {row['progress'] * 100:5.1f}%  "
                 f"{row['processed_docs']}/{total} processed, {row['failed_docs']} failed  "
                 f"{row['name']}"
+                + _slices_line(row)
                 + (f"  [{row['error']}]" if row["error"] else "")
                 + (_last_error(row) if row["status"] in ("pending", "running") else "")
             )
@@ -240,6 +248,21 @@ class Command(BaseCommand):
         for result in results:
             start = " ".join(result.text.split())[:80]
             self.stdout.write(f"{result.distance:8.4f}  {result.id:<24} {start}")
+
+
+def _slices_line(row: dict[str, Any]) -> str:
+    """A sliced job's slices in brief ("4 slices: 2 running, 2 completed"), or what a slice is."""
+    if row["slice_of"] is not None:
+        return f"  (slice {row['slice_number']} of job {row['slice_of']})"
+    if row["slice_count"] <= 1:
+        return ""
+    states: dict[str, int] = {}
+    for slice_row in row["slices"]:
+        states[slice_row["status"]] = states.get(slice_row["status"], 0) + 1
+    if not states:
+        return f"  ({row['slice_count']} slices, not split yet)"
+    brief = ", ".join(f"{n} {status}" for status, n in states.items())
+    return f"  ({row['slice_count']} slices: {brief})"
 
 
 def _last_error(row: dict[str, Any]) -> str:
