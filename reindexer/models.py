@@ -633,20 +633,36 @@ class ReindexJob(models.Model):
             self.log(EventKind.CANCELLED, actor, "cancelled before it started")
 
     def _end_if_no_slice_runs(self, actor: str) -> None:
-        """A sliced job whose slices were all still pending ends with them: no worker holds it
-        (its `worker` is blank once split) and no slice is left to end it."""
+        """A sliced job asked to stop whose slices have all ended (the pending ones were just
+        cancelled) ends now: no worker holds it (its `worker` is blank once split), and no
+        slice is left to end it. It fails if a slice failed, else it is cancelled."""
         if not self.is_sliced or self.worker or self.slice_jobs.active().exists():
             return
         if not self.slice_jobs.exists():
             return  # not split yet
+        failed = self.slice_jobs.filter(status=JobStatus.FAILED).order_by("slice_number").first()
+        error = self.error or (f"slice {failed.slice_number}: {failed.error}" if failed else "")
+        failing: dict[str, Any] = {"error": storable(error)} if error else {}
         self._transition(
-            JobStatus.CANCELLED,
+            JobStatus.FAILED if error else JobStatus.CANCELLED,
             where=Q(status=JobStatus.RUNNING, worker="", cancel_requested_at__isnull=False),
             finished_at=Now(),
             lease_token=None,
+            **failing,
         )
         self._end_phases(self.finished_at or timezone.now())
-        self.log(EventKind.CANCELLED, actor, "cancelled before any of its slices ran")
+        if error:
+            self.log(EventKind.FAILED, actor, error)
+        else:
+            ran = self.slice_jobs.filter(started_at__isnull=False).exists()
+            self.log(
+                EventKind.CANCELLED,
+                actor,
+                "cancelled after its slices stopped"
+                if ran
+                else "cancelled before any of its slices ran",
+            )
+        notify_workers("ended", self.pk)  # its collection is free
 
     def cancel_orphaned(self, actor: str, *, lease_seconds: float, error: str = "") -> None:
         """End a cancel request that no worker is left to confirm: the job is running, asked to

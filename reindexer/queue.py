@@ -14,9 +14,13 @@ from reindexer.models import JobStatus, ReindexJob, ReindexJobQuerySet
 
 
 def _same_collection() -> ReindexJobQuerySet:
-    return ReindexJob.objects.filter(
-        store=OuterRef("store"), collection=OuterRef("collection")
-    ).exclude(pk=OuterRef("pk"))
+    """Top-level jobs on the outer job's store and collection: slices run under their sliced
+    job, which is the one holding (or waiting for) the collection."""
+    return (
+        ReindexJob.objects.filter(store=OuterRef("store"), collection=OuterRef("collection"))
+        .filter(parent__isnull=True)
+        .exclude(pk=OuterRef("pk"))
+    )
 
 
 def with_waiting_for(jobs: ReindexJobQuerySet) -> ReindexJobQuerySet:
