@@ -106,8 +106,12 @@ def _databases() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
     if url:
         db: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
+        options = db.setdefault("OPTIONS", {})
         if db["ENGINE"] == "django.db.backends.sqlite3":
-            db.setdefault("OPTIONS", {}).update(_SQLITE_OPTIONS)
+            options.update(_SQLITE_OPTIONS)
+        elif db["ENGINE"] == "django.db.backends.postgresql":
+            # The URL's own query parameters (?keepalives_idle=...) win over these.
+            db["OPTIONS"] = {**_POSTGRES_OPTIONS, **options}
         return {"default": db}
     return {
         "default": {
@@ -126,6 +130,20 @@ _SQLITE_OPTIONS: dict[str, Any] = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 20,
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+# libpq options, so that a worker cut off from PostgreSQL (a partition: its packets vanish, no
+# refusal comes back) notices within about 10-15 s instead of the kernel's minutes, and rides it
+# out as it rides a restart: keepalives for an idle connection (5 s idle, then 3 probes 2 s
+# apart), tcp_user_timeout (ms) for a request the server never acknowledges. The pgvector store
+# uses the same (reindexer.stores.pgvector.LIVENESS_OPTIONS).
+_POSTGRES_OPTIONS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
 }
 
 DATABASES = _databases()

@@ -52,6 +52,18 @@ SETTING = "REINDEXER_PGVECTOR_URL"
 # Lower-case identifiers, 1-48 bytes: 48 + len("_embedding_hnsw") = 63, PostgreSQL's limit.
 COLLECTION_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 CONNECT_TIMEOUT_SECONDS = 10
+# libpq options that notice a silent server (a partition, a dead host) in about 10-15 s rather
+# than the kernel's minutes: keepalives for an idle connection (5 s idle, then 3 probes 2 s
+# apart), tcp_user_timeout (ms) for a request the server never acknowledges. The job database's
+# connections get the same (settings.py); settings in the URL win over both.
+LIVENESS_OPTIONS: dict[str, int] = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
 APPLICATION_NAME = "reindexer-pgvector"
 IDS_PAGE = 10_000
 # HNSW searches look at ef_search candidates (pgvector's default 40), so a larger k needs more.
@@ -150,9 +162,11 @@ def _parsed(url: str) -> dict[str, Any]:
 
 
 def _open_connection(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    _parsed(url)
+    """A connection to `url` with LIVENESS_OPTIONS, except those the URL sets itself."""
+    given = _parsed(url)
+    defaults = {name: value for name, value in LIVENESS_OPTIONS.items() if name not in given}
     try:
-        return psycopg.connect(url, **kwargs)
+        return psycopg.connect(url, **{**defaults, **kwargs})
     except psycopg.OperationalError as exc:
         raise lost_connection(exc) from exc
 
@@ -163,8 +177,6 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
     given = _parsed(url)
     extra: dict[str, Any] = {}
-    if "connect_timeout" not in given:
-        extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     if "application_name" not in given:
         extra["application_name"] = APPLICATION_NAME
     conn = _open_connection(url, autocommit=True, **extra)
@@ -181,7 +193,7 @@ def _create_schema(url: str, table: str, dimensions: int) -> None:
 
     On a connection of its own: the vector type must exist before a connection registers it.
     """
-    with _open_connection(url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+    with _open_connection(url) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -350,7 +362,7 @@ class PgvectorBackend:
 
     def exists(self, collection: str) -> bool:
         validate_collection(collection)
-        with _open_connection(_url(), connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+        with _open_connection(_url()) as conn:
             found = conn.execute(
                 "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = %s",
                 (collection,),

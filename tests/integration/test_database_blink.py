@@ -11,31 +11,25 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
-import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.integration.conftest import Processes, finish, wait_for_output, wait_until
+from tests.pg_cluster import Cluster, Database, copied_database, free_port, template_cluster
 
 pytestmark = pytest.mark.slow
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TEMPLATE = "reindexer_blink_template"
 DOCS = 400
 SLOW_STORE = "flaky(sqlite-vec,latency=50)"
 LONG_LEASE = {"REINDEXER_LEASE_SECONDS": "30", "REINDEXER_HEARTBEAT_SECONDS": "1"}
-_databases = itertools.count(1)
 
 # Stamps each batch commit (a change of batches_done) with the database's own clock.
 COMMIT_LOG_SQL = """
@@ -51,79 +45,11 @@ CREATE TRIGGER blink_commit AFTER UPDATE OF batches_done ON reindexer_reindexjob
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def as_postgres(program: str, *argv: str, timeout: float = 120) -> None:
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", str(PG_BIN / program), *argv],
-        check=True,
-        capture_output=True,
-        timeout=timeout,
-    )
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """A PostgreSQL cluster of this module's own, on a free port of 127.0.0.1."""
-
-    path: Path
-    port: int
-
-    def pg_ctl(self, *argv: str) -> None:
-        # The server logs to a file: on our pipes it would hold them open, and `run` waiting.
-        log = str(self.path / "server.log")
-        as_postgres("pg_ctl", "-D", str(self.path / "data"), "-l", log, *argv, timeout=60)
-
-    def url(self, database: str, port: int | None = None) -> str:
-        return f"postgres://postgres@127.0.0.1:{port or self.port}/{database}"
-
-    def connect(self, database: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url(database), autocommit=True, connect_timeout=5)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The cluster, with a migrated template database that each test copies."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"this test starts its own PostgreSQL 15 cluster, but there is no {PG_BIN}")
-    # Not under pytest's tmp dirs: the postgres user must be able to reach the directory.
-    path = Path(tempfile.mkdtemp(prefix="reindexer-blink-pg-"))
-    shutil.chown(path, "postgres", "postgres")
-    cluster = Cluster(path, free_port())
-    options = f"-p {cluster.port} -k {path} -c listen_addresses=127.0.0.1 -c fsync=off"
-    try:
-        as_postgres("initdb", "-D", str(path / "data"), "-A", "trust", "-U", "postgres", "-N")
-        cluster.pg_ctl("-o", options, "start", "-w")
-        with cluster.connect("postgres") as conn:
-            conn.execute(f"CREATE DATABASE {TEMPLATE}")
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
-            "DATABASE_URL": cluster.url(TEMPLATE),
-            "DJANGO_SETTINGS_MODULE": "reindexer.settings",
-            "REINDEXER_DATA_DIR": str(tmp_path_factory.mktemp("migrate")),
-        }
-        manage = Path(__file__).resolve().parents[2] / "manage.py"
-        migrate = subprocess.run(
-            [sys.executable, str(manage), "migrate", "--noinput"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert migrate.returncode == 0, migrate.stderr
-        with cluster.connect(TEMPLATE) as conn:
-            conn.execute(COMMIT_LOG_SQL)
-        yield cluster
-    finally:
-        with contextlib.suppress(subprocess.SubprocessError):
-            cluster.pg_ctl("stop", "-m", "immediate", "-w")
-        shutil.rmtree(path, ignore_errors=True)
+    with template_cluster(TEMPLATE, tmp_path_factory.mktemp("migrate"), COMMIT_LOG_SQL) as c:
+        yield c
 
 
 class Gate:
@@ -182,32 +108,26 @@ class Gate:
 class Blink:
     """One test's database in the cluster, its gate, and subprocesses through either."""
 
-    cluster: Cluster
-    database: str
+    db: Database
     gate: Gate
     direct: Processes  # straight to the cluster
     gated: Processes  # through the gate
 
+    @property
+    def cluster(self) -> Cluster:
+        return self.db.cluster
+
     def rows(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        """Rows of `sql`, or [] while the database is away (polling rides a restart too)."""
-        try:
-            with self.cluster.connect(self.database) as conn:
-                return conn.execute(sql, params).fetchall()
-        except psycopg.OperationalError:
-            return []
+        return self.db.rows(sql, *params)
 
     def job(self, job_id: int, *columns: str) -> tuple[Any, ...]:
-        sql = f"SELECT {', '.join(columns)} FROM reindexer_reindexjob WHERE id = %s"  # noqa: S608
-        found = self.rows(sql, job_id)
-        return found[0] if found else ()
+        return self.db.job(job_id, *columns)
 
     def processed(self, job_id: int) -> int:
-        found = self.job(job_id, "processed_docs")
-        return int(found[0]) if found else -1
+        return self.db.processed(job_id)
 
     def events(self, job_id: int) -> list[tuple[str, str]]:
-        sql = "SELECT kind, actor FROM reindexer_jobevent WHERE job_id = %s ORDER BY at, id"
-        return [(kind, actor) for kind, actor in self.rows(sql, job_id)]
+        return self.db.events(job_id)
 
     def start_job(self, corpus: Path, data_dir: Path) -> int:
         started = self.direct.run(
@@ -231,21 +151,17 @@ class Blink:
 
 @pytest.fixture
 def blink(cluster: Cluster, worker_env: dict[str, str], manage: list[str]) -> Iterator[Blink]:
-    database = f"reindexer_blink_{os.getpid()}_{next(_databases)}"
-    with cluster.connect("postgres") as conn:
-        conn.execute(f"CREATE DATABASE {database} TEMPLATE {TEMPLATE}")
-    gate = Gate(cluster.port)
-    gate.open()
-    direct = Processes({**worker_env, "DATABASE_URL": cluster.url(database)}, manage)
-    gated = Processes({**worker_env, "DATABASE_URL": cluster.url(database, gate.port)}, manage)
-    try:
-        yield Blink(cluster, database, gate, direct, gated)
-    finally:
-        direct.cleanup()
-        gated.cleanup()
-        gate.shut()
-        with cluster.connect("postgres") as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    with copied_database(cluster, TEMPLATE) as db:
+        gate = Gate(cluster.port)
+        gate.open()
+        direct = Processes({**worker_env, "DATABASE_URL": db.url}, manage)
+        gated = Processes({**worker_env, "DATABASE_URL": cluster.url(db.name, gate.port)}, manage)
+        try:
+            yield Blink(db, gate, direct, gated)
+        finally:
+            direct.cleanup()
+            gated.cleanup()
+            gate.shut()
 
 
 def stderr_of(proc: subprocess.Popen[str], read_so_far: str) -> tuple[int, str]:
@@ -264,7 +180,7 @@ def test_restart__the_worker_holding_the_lease_resumes_from_its_checkpoint_witho
     wait_until(lambda: blink.processed(job_id) >= 50, timeout=60, what="50 documents done")
 
     at_restart = blink.processed(job_id)
-    blink.cluster.pg_ctl("restart", "-m", "fast", "-w")
+    blink.cluster.restart()
 
     code, err = stderr_of(worker, "")
     assert code == 0, err
