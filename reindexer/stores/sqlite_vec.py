@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -95,6 +96,20 @@ class SqliteVecStore:
         validate_collection(collection)
         return cls(cls.path_of(data_dir, collection), dimensions)
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """A transaction that takes the write lock at BEGIN. A deferred one reads first, and in
+        WAL mode its upgrade to a writer fails at once ("database is locked", no busy wait) when
+        another connection, such as another slice's worker, committed since; IMMEDIATE waits."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if not self._conn.getautocommit():  # SQLite may have rolled back itself (a full disk)
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
     def _existing(self, ids: list[str]) -> list[str]:
         rows = self._conn.execute(
             "SELECT id FROM docs_meta WHERE id IN (SELECT value FROM json_each(?))",
@@ -117,7 +132,7 @@ class SqliteVecStore:
             (doc.id, doc.text, json.dumps(doc.metadata, ensure_ascii=False)) for doc in docs
         ]
         # vec0 has no native upsert: delete the ids already there, then insert, atomically.
-        with self._conn:
+        with self._write():
             existing = self._existing([doc.id for doc in docs])
             if existing:
                 self._conn.executemany("DELETE FROM docs WHERE id = ?", [(i,) for i in existing])
@@ -127,7 +142,7 @@ class SqliteVecStore:
 
     def delete(self, ids: Iterable[str]) -> int:
         wanted = list(dict.fromkeys(ids))
-        with self._conn:
+        with self._write():
             existing = self._existing(wanted)
             self._conn.executemany("DELETE FROM docs WHERE id = ?", [(i,) for i in existing])
             self._conn.executemany("DELETE FROM docs_meta WHERE id = ?", [(i,) for i in existing])
