@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,37 @@ def test_flaky_store__transient_failures_follow_the_seeded_rate(data_dir: Path) 
     first, second = pattern(), pattern()
     assert first == second
     assert 5 < first.count(False) < 35
+
+
+def test_sqlite_vec__two_writers_on_one_collection_wait_their_turn_instead_of_failing(
+    data_dir: Path,
+) -> None:
+    # Slices of one job write one collection from several workers. A deferred transaction that
+    # read before another writer committed cannot become a writer in WAL mode ("database is
+    # locked" at once, whatever the busy timeout); the store's writes take the lock at BEGIN.
+    errors: list[BaseException] = []
+    stores = [open_store("sqlite-vec", "shared", 384) for _ in range(2)]
+    rng = np.random.default_rng(7)
+    vectors = rng.random((40, 384), dtype=np.float32)
+
+    def write_many(writer: int, target: VectorStore) -> None:
+        try:
+            for batch in range(40):
+                ids = [f"w{writer}-b{batch}-{i}" for i in range(10)] + ["shared-id"]
+                target.upsert(
+                    [Document(doc_id, f"text {doc_id}", {}) for doc_id in ids], vectors[: len(ids)]
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write_many, args=(n, s)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert stores[0].count() == 2 * 40 * 10 + 1
+    finally:
+        for s in stores:
+            s.close()
