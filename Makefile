@@ -68,6 +68,7 @@ bench: $(STAMP) chromium
 	env -u DATABASE_URL $(BIN)/python bench/store_throughput.py
 	$(BIN)/python bench/slices.py
 	$(BIN)/python bench/pickup.py
+	env -u DATABASE_URL HF_HUB_OFFLINE=1 $(BIN)/python bench/pipeline.py
 	env -u DATABASE_URL $(BIN)/python bench/pages.py
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/pages.py
 	env -u DATABASE_URL $(BIN)/python bench/list_queries.py

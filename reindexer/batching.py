@@ -8,6 +8,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from reindexer.documents import MALFORMED_ERROR, Document, Malformed, preview_of
 from reindexer.embedders import Embedder, Vectors
 from reindexer.errors import ErrorKind, ReindexerError, classify, describe_fault, retry_after
@@ -112,8 +114,45 @@ class RetryPolicy:
         return max(8, 3 * (self.max_retries + 1))
 
 
+@dataclass
+class EmbeddedBatch:
+    """A batch's documents that embedded, with their vectors, ready to upsert; the documents that
+    failed to embed are already in `outcome.failures`, and embedding's retries in its `retries`."""
+
+    docs: list[Document]
+    vectors: Vectors
+    outcome: BatchOutcome
+
+
+# One try of a step (embed, or upsert) over the documents docs[start:stop] of a batch.
+Step = Callable[[int, int], None]
+
+
+class _Breaker:
+    """Consecutive transient failures of one step, across groups and batches."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.consecutive = 0
+
+    def failed(self, exc: Exception, outcome: BatchOutcome) -> None:
+        """Count a transient failure; raises StoreUnreachable once they are too many in a row."""
+        self.consecutive += 1
+        if self.consecutive >= self.threshold:
+            raise StoreUnreachable(
+                f"{self.consecutive} transient failures in a row, "
+                f"last: {type(exc).__name__}: {exc}",
+                retries=outcome.retries,
+            ) from exc
+
+
 class BatchWriter:
-    """Writes batches for one job; counts consecutive transient failures across batches."""
+    """Writes batches for one job in two steps, each retried and bisected alike: `embed`, then
+    `store` (which reuses the vectors, also in the halves it retries). `write` does both.
+
+    Each step counts its own consecutive transient failures, so that the pipelined engine may
+    embed the next batch in a thread of its own while this one is stored.
+    """
 
     def __init__(
         self,
@@ -129,29 +168,61 @@ class BatchWriter:
         self.policy = policy
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
-        self._consecutive_transient = 0
+        self._embedding = _Breaker(policy.breaker_threshold)
+        self._storing = _Breaker(policy.breaker_threshold)
 
     def write(self, docs: Sequence[Document]) -> BatchOutcome:
+        return self.store_batch(self.embed(docs))
+
+    def embed(self, docs: Sequence[Document]) -> EmbeddedBatch:
+        """The documents' vectors; a document that fails to embed alone is recorded as failed."""
         outcome = BatchOutcome()
+        pieces: list[tuple[int, int, Vectors]] = []
+
+        def embed(start: int, stop: int) -> None:
+            texts = [doc.text for doc in docs[start:stop]]
+            pieces.append((start, stop, self.embedder.embed(texts)))
+
         if docs:
-            self._write_group(docs, None, outcome)
+            self._isolate(docs, 0, len(docs), embed, self._embedding, outcome)
+        embedded = [doc for start, stop, _ in pieces for doc in docs[start:stop]]
+        if not pieces:
+            return EmbeddedBatch([], np.zeros((0, self.embedder.dimensions), np.float32), outcome)
+        vectors = pieces[0][2] if len(pieces) == 1 else np.concatenate([v for *_, v in pieces])
+        return EmbeddedBatch(embedded, vectors, outcome)
+
+    def store_batch(self, batch: EmbeddedBatch) -> BatchOutcome:
+        """Upsert an embedded batch; its outcome, with the failures and retries of both steps."""
+        docs, vectors, outcome = batch.docs, batch.vectors, batch.outcome
+
+        def upsert(start: int, stop: int) -> None:
+            self.store.upsert(docs[start:stop], vectors[start:stop])
+            outcome.written += stop - start
+
+        if docs:
+            self._isolate(docs, 0, len(docs), upsert, self._storing, outcome)
         return outcome
 
-    def _write_group(
-        self, docs: Sequence[Document], vectors: Vectors | None, outcome: BatchOutcome
+    def _isolate(
+        self,
+        docs: Sequence[Document],
+        start: int,
+        stop: int,
+        step: Step,
+        breaker: _Breaker,
+        outcome: BatchOutcome,
     ) -> None:
+        """`step` over docs[start:stop], retrying transient errors; what still fails is halved
+        until the documents that fail alone are found and recorded."""
         attempts = 0
         while True:
             attempts += 1
             try:
-                if vectors is None:
-                    vectors = self.embedder.embed([doc.text for doc in docs])
-                self.store.upsert(docs, vectors)
+                step(start, stop)
             except Exception as caught:
                 exc = caught
             else:
-                self._consecutive_transient = 0
-                outcome.written += len(docs)
+                breaker.consecutive = 0
                 return
             # Handled outside the `except`, so neither the record below nor the errors of the
             # halves chain the error of every enclosing group ("During handling of ...").
@@ -160,38 +231,31 @@ class BatchWriter:
                 raise StoreFailed(exc, where=_path_of(self.store)) from exc
             transient = kind is ErrorKind.TRANSIENT
             if transient:
-                self._consecutive_transient += 1
-                if self._consecutive_transient >= self.policy.breaker_threshold:
-                    raise StoreUnreachable(
-                        f"{self._consecutive_transient} transient failures in a row, "
-                        f"last: {type(exc).__name__}: {exc}",
-                        retries=outcome.retries,
-                    ) from exc
+                breaker.failed(exc, outcome)
                 if attempts <= self.policy.max_retries:
                     outcome.retries += 1
                     outcome.last_retried_error = f"{type(exc).__name__}: {exc}"
                     # A server's Retry-After is a floor: retrying sooner only earns another 429.
                     self._sleep(max(self.policy.delay(attempts, self._rng), retry_after(exc)))
                     continue
-            if len(docs) == 1:
-                doc = docs[0]
-                outcome.failures.append(
-                    FailureRecord(
-                        [doc.id],
-                        type(exc).__name__,
-                        str(exc),
-                        "".join(traceback.format_exception(exc)),
-                        attempts,
-                        transient,
-                        locator=doc.locator,
-                        preview=preview_of(doc.text),
-                    )
-                )
+            if stop - start == 1:
+                outcome.failures.append(self._failure(docs[start], exc, attempts, transient))
                 return
             # Halve and retry each half, so the good documents are still written.
-            middle = len(docs) // 2
-            left = vectors[:middle] if vectors is not None else None
-            right = vectors[middle:] if vectors is not None else None
-            self._write_group(docs[:middle], left, outcome)
-            self._write_group(docs[middle:], right, outcome)
+            middle = start + (stop - start) // 2
+            self._isolate(docs, start, middle, step, breaker, outcome)
+            self._isolate(docs, middle, stop, step, breaker, outcome)
             return
+
+    @staticmethod
+    def _failure(doc: Document, exc: Exception, attempts: int, transient: bool) -> FailureRecord:
+        return FailureRecord(
+            [doc.id],
+            type(exc).__name__,
+            str(exc),
+            "".join(traceback.format_exception(exc)),
+            attempts,
+            transient,
+            locator=doc.locator,
+            preview=preview_of(doc.text),
+        )

@@ -7,28 +7,30 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Field
 from django.db.models.functions import Now
 from django.utils import timezone
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from reindexer import slicing, telemetry
+from reindexer import conf, slicing, telemetry
 from reindexer.batching import (
     BatchOutcome,
     BatchWriter,
+    EmbeddedBatch,
     FailureRecord,
     RetryPolicy,
     StoreFailed,
     StoreUnreachable,
 )
-from reindexer.documents import MALFORMED_ERROR, Document, Malformed, Record
-from reindexer.embedders import Embedder, open_embedder
+from reindexer.documents import MALFORMED_ERROR, Malformed
+from reindexer.embedders import open_embedder
 from reindexer.errors import (
     ReindexerError,
     SourceUnavailable,
@@ -50,6 +52,13 @@ from reindexer.models import (
     storable,
 )
 from reindexer.phases import PhaseTracker
+from reindexer.pipeline import (
+    BatchStream,
+    PreparedBatch,
+    RetriesSeen,
+    choose_path,
+    prepared_batches,
+)
 from reindexer.progress import ProgressPublisher
 from reindexer.reconnect import wait_for_database
 from reindexer.samples import JobSampler
@@ -89,18 +98,16 @@ class StopRequested(Exception):
     """The worker is stopping (SIGTERM) while a store call outside a batch waited to retry."""
 
 
-class _RetriesSeen:
-    """The retries that the reader and the embedder made on their own, not yet counted."""
+@dataclass(frozen=True)
+class WholeJob:
+    """A sliced job's counters as one of its slices' batch commits left them."""
 
-    def __init__(self, reader: SourceReader, embedder: Embedder) -> None:
-        self._reader = reader
-        self._embedder = embedder
-        self._counted = 0
+    COLUMNS: ClassVar[tuple[str, ...]] = ("failed_docs", "total_docs", "processed_docs", "retries")
 
-    def new(self) -> int:
-        seen = self._reader.retries + self._embedder.retries
-        fresh, self._counted = seen - self._counted, seen
-        return max(0, fresh)
+    failed_docs: int
+    total_docs: int | None
+    processed_docs: int
+    retries: int
 
 
 class BatchCommitter:
@@ -138,13 +145,13 @@ class BatchCommitter:
             # One round trip also tells whether a cancel was requested (SQLite 3.35+, PostgreSQL).
             f"RETURNING {q('cancel_requested_at')}"
         )
-        # The sliced job's figures after this slice's batch: (failed_docs, total_docs).
-        self.whole_job: tuple[int, int | None] | None = None
+        # The sliced job's figures after this slice's batch, its counters as committed.
+        self.whole_job: WholeJob | None = None
         self._parent_sql = (
             f"UPDATE {table} SET {assignments}, "  # noqa: S608
             f"{q('heartbeat_at')} = {now_sql}, {q('updated_at')} = {now_sql} "
             f"WHERE {q('id')} = %(parent_id)s "
-            f"RETURNING {self._field('failed_docs')[1]}, {self._field('total_docs')[1]}"
+            f"RETURNING {', '.join(self._field(name)[1] for name in WholeJob.COLUMNS)}"
             if job.parent_id is not None
             else ""
         )
@@ -213,7 +220,7 @@ class BatchCommitter:
                 if self._parent_sql:
                     cursor.execute(self._parent_sql, {**counts, "parent_id": self.job.parent_id})
                     whole = cursor.fetchone()
-                    self.whole_job = (int(whole[0]), whole[1]) if whole else None
+                    self.whole_job = WholeJob(*whole) if whole else None
             if failures:
                 BatchFailure.objects.bulk_create(
                     BatchFailure(
@@ -244,13 +251,23 @@ def _store_where(job: ReindexJob) -> str:
     return store_backend(job.store).location(job.collection)
 
 
-def _batches(reader: SourceReader, size: int, only: set[str] | None) -> Iterator[list[Record]]:
-    """The reader's batches; a retry job keeps only the ids it retries (so its batches shrink)."""
-    while records := reader.read_batch(size):
-        if only is not None:
-            records = [record for record in records if record.id in only]
-        if records:
-            yield records
+def _embed(
+    writer: BatchWriter, batch: PreparedBatch, job_id: int, parent: otel_context.Context | None
+) -> EmbeddedBatch:
+    """Embed `batch` in a span of its own, under `parent` (else under the current span)."""
+    with telemetry.tracer().start_as_current_span(
+        "reindex.embed",
+        context=parent,
+        attributes={
+            "reindex.job_id": job_id,
+            "reindex.batch_number": batch.number,
+            "reindex.batch_size": len(batch.records),
+        },
+    ) as span:
+        batch.embedded = writer.embed(batch.docs)
+        span.set_attribute("reindex.failed", batch.embedded.outcome.failed_docs)
+        span.set_attribute("reindex.retries", batch.embedded.outcome.retries)
+        return batch.embedded
 
 
 class JobRunner:
@@ -280,7 +297,7 @@ class JobRunner:
         self._renewed = time.monotonic()
         self._phases = PhaseTracker(job, token, worker_id)
         # A slice: its sliced job's (failed_docs, total_docs) as of the last commit.
-        self._whole_job: tuple[int, int | None] | None = None
+        self._whole_job: WholeJob | None = None
 
     def run(self) -> str:
         job = self.job
@@ -534,44 +551,114 @@ class JobRunner:
     def _loop(
         self, reader: SourceReader, writer: BatchWriter, only: set[str] | None, keeper: LeaseKeeper
     ) -> str:
+        if self.job.cancel_requested_at is not None:
+            return self._confirm_cancel()
+        # Retries made inside the source and the embedder (a source server that blinked, the
+        # embedder's dimension probe) join the job's count with the batch they were made for.
+        retried = RetriesSeen(reader, writer.embedder)
+        stream = self._open_stream(reader, writer, only, retried)
+        ending: Callable[[], str] | None = None
+        unreachable: StoreUnreachable | None = None
+        try:
+            ending = self._write_batches(stream, writer, retried, keeper)
+        except StoreUnreachable as exc:
+            unreachable = exc
+        finally:
+            # At a batch boundary or on an error: the prefetch thread is stopped and joined,
+            # and the batches it read ahead are dropped, to be redone from the checkpoint.
+            dropped = stream.close()
+        # The retries made for the dropped batches (and for a batch that gave up) happened all
+        # the same; no commit will carry them.
+        held = unreachable.retries if unreachable is not None else 0
+        self._add_retries(held + sum(batch.retries for batch in dropped) + retried.new())
+        if unreachable is not None:
+            return self._fail(f"store unreachable: {unreachable}")
+        if ending is not None:
+            return ending()
+        return self._complete(writer)
+
+    def _open_stream(
+        self,
+        reader: SourceReader,
+        writer: BatchWriter,
+        only: set[str] | None,
+        retried: RetriesSeen,
+    ) -> BatchStream:
+        """The job's batches, embedded ahead in a thread where that pays (REINDEXER_PIPELINE)."""
+        job = self.job
+        path = choose_path(conf.get().pipeline, writer.embedder, job.store)
+        logger.info("job %s: %s", job.pk, path.reason)
+        trace.get_current_span().set_attribute("reindex.pipelined", path.pipelined)
+        # The thread's embed spans are children of the job span: the context crosses explicitly.
+        embed = self._embed_ahead(writer, otel_context.get_current()) if path.pipelined else None
+        batches = prepared_batches(
+            reader, job.batch_size, only, retried, job.batches_done + 1, embed
+        )
+        return BatchStream(batches, ahead=path.pipelined, name=f"prefetch-job-{job.pk}")
+
+    def _embed_ahead(
+        self, writer: BatchWriter, parent: otel_context.Context
+    ) -> Callable[[PreparedBatch], EmbeddedBatch]:
+        """Embedding in the prefetch thread (which never touches the Django database), its
+        spans children of the job span."""
+        return lambda batch: _embed(writer, batch, self.job.pk, parent)
+
+    def _write_batches(
+        self,
+        batches: Iterable[PreparedBatch],
+        writer: BatchWriter,
+        retried: RetriesSeen,
+        keeper: LeaseKeeper,
+    ) -> Callable[[], str] | None:
+        """Write and commit the batches in order; how the job ends if it must stop at a batch
+        boundary (a cancel, the error budget, a stop), None once the source is exhausted."""
         job = self.job
         committer = BatchCommitter(job, self.token)
         sampler = JobSampler(job)
-        if job.cancel_requested_at is not None:
-            return self._confirm_cancel()
-        # Retries made inside the source and the embedder (a source server that blinked, the
-        # embedder's dimension probe) join the job's count with the next batch that commits.
-        retried_elsewhere = _RetriesSeen(reader, writer.embedder)
-        for records in self._source_retries_counted(
-            _batches(reader, job.batch_size, only), retried_elsewhere
-        ):
+        # A sliced job's rate chart follows its summed counters, sampled by its slices.
+        parent = (
+            ReindexJob.objects.filter(pk=job.parent_id).first()
+            if job.parent_id is not None
+            else None
+        )
+        parent_sampler = JobSampler(parent) if parent is not None else None
+        for batch in self._source_retries_counted(batches, retried):
             if keeper.lost.is_set():
                 raise LeaseLost(f"job {job.pk}: lease lost")
-            batch_number = job.batches_done + 1
-            try:
-                outcome = self._write_batch(writer, records, batch_number)
-            except StoreUnreachable as exc:
-                self._add_retries(exc.retries + retried_elsewhere.new())
-                return self._fail(f"store unreachable: {exc}")
-            outcome.retries += retried_elsewhere.new()
+            outcome = self._write_batch(writer, batch)
+            outcome.retries += batch.retries
             cancel_requested = committer.commit(
-                batch_number, len(records), outcome, reader.checkpoint()
+                batch.number, len(batch.records), outcome, batch.checkpoint
             )
             self._renewed = time.monotonic()
-            self._whole_job = committer.whole_job
+            self._whole_job = whole = committer.whole_job
             sampler.note(job)
+            if parent is not None and parent_sampler is not None and whole is not None:
+                parent.processed_docs, parent.failed_docs = whole.processed_docs, whole.failed_docs
+                parent.retries = whole.retries
+                parent_sampler.note(parent)
             if outcome.last_retried_error is not None:
                 job.note_error(
-                    self.token, f"batch {batch_number} retried: {outcome.last_retried_error}"
+                    self.token, f"batch {batch.number} retried: {outcome.last_retried_error}"
                 )
             self._publish()
-            if self._over_budget(final=False):
-                return self._fail(self._budget_error())
+            if cancel_requested and job.is_slice:
+                return self._confirm_cancel  # stopped with its sliced job: not failed again
+            # Only a batch that added failures can newly exceed the budget: a job resumed over
+            # its budget still writes the rest of its documents, and ends failed at the end.
+            if outcome.failed_docs and self._over_budget(final=False):
+                return lambda: self._fail(self._budget_error())
             if cancel_requested:
-                return self._confirm_cancel()
+                return self._confirm_cancel
             if self.stop.is_set():
-                return self._hand_back()
-        if self._over_budget(final=True):
+                return self._hand_back
+        return None
+
+    def _complete(self, writer: BatchWriter) -> str:
+        """Every batch is written: check the budget, build the index, complete the job."""
+        job = self.job
+        # A slice leaves the final budget check to its sliced job, once every slice has ended.
+        if not job.is_slice and self._over_budget(final=True):
             return self._fail(self._budget_error())
         # A slice leaves the index to its sliced job, built once every slice has written.
         stopped = None if job.is_slice else self._build_index(writer.store, writer.policy)
@@ -584,12 +671,13 @@ class JobRunner:
         return Outcome.COMPLETED
 
     def _source_retries_counted(
-        self, batches: Iterator[list[Record]], retried: _RetriesSeen
-    ) -> Iterator[list[Record]]:
+        self, batches: Iterable[PreparedBatch], retried: RetriesSeen
+    ) -> Iterator[PreparedBatch]:
         """The batches; when the source gives up, the retries it made still join the job's."""
         try:
             yield from batches
         except SourceUnavailable:
+            # The prefetch thread, if any, has ended: the count is this thread's to take.
             self._add_retries(retried.new())
             raise
 
@@ -679,22 +767,24 @@ class JobRunner:
             return self._confirm_cancel()
         return Outcome.HANDED_BACK
 
-    def _write_batch(
-        self, writer: BatchWriter, records: Sequence[Record], batch_number: int
-    ) -> BatchOutcome:
-        docs = [r for r in records if isinstance(r, Document)]
+    def _write_batch(self, writer: BatchWriter, batch: PreparedBatch) -> BatchOutcome:
+        records = batch.records
         with telemetry.tracer().start_as_current_span(
             "reindex.batch",
             attributes={
                 "reindex.job_id": self.job.pk,
-                "reindex.batch_number": batch_number,
+                "reindex.batch_number": batch.number,
                 "reindex.batch_size": len(records),
             },
         ) as span:
-            outcome = writer.write(docs)
+            # Embedded ahead by the pipeline, or here (the sequential path).
+            ahead = batch.embedded is not None
+            embedded = batch.embedded or _embed(writer, batch, self.job.pk, None)
+            outcome = writer.store_batch(embedded)
             outcome.failures.extend(
                 FailureRecord.malformed(r) for r in records if isinstance(r, Malformed)
             )
+            span.set_attribute("reindex.pipelined", ahead)
             span.set_attribute("reindex.attempts", 1 + outcome.retries)
             span.set_attribute("reindex.written", outcome.written)
             span.set_attribute("reindex.failed", outcome.failed_docs)
@@ -715,7 +805,8 @@ class JobRunner:
     def _budget_figures(self) -> tuple[int, int | None]:
         """(failed_docs, total_docs) that the error budget applies to: the whole job's."""
         if self.job.is_slice:
-            return self._whole_job or (0, None)
+            whole = self._whole_job
+            return (whole.failed_docs, whole.total_docs) if whole else (0, None)
         return self.job.failed_docs, self.job.total_docs
 
     def _over_budget(self, *, final: bool) -> bool:

@@ -227,6 +227,8 @@ class Worker:
         registration.job_started(job)
         logger.info("worker %s: running job %s (%s)", worker_id, job.pk, job.name)
         publisher.publish(job.pk, force=True)
+        if job.parent_id is not None:  # the sliced job's page shows who runs each slice
+            publisher.publish(job.parent_id, force=True)
         outcome = JobRunner(
             job, token, worker_id, stop=self.stop, options=engine_options, publisher=publisher
         ).run()

@@ -17,6 +17,9 @@ class Embedder(Protocol):
     # Transient errors the embedder retried on its own, outside the batch writer (the openai
     # dimension probe); the engine adds them to the job's retries.
     retries: int
+    # Whether `embed` lets other threads run meanwhile (a socket, torch's kernels): then the
+    # engine may embed the next batch in a thread while this one is written (REINDEXER_PIPELINE).
+    releases_gil: bool
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """One L2-normalised float32 row per text, in order."""

@@ -29,6 +29,8 @@ class HashingEmbedder:
 
     name = "hashing"
     retries = 0  # it never calls out
+    # Pure Python on the GIL: a prefetch thread only contends with the writer (0.80 measured).
+    releases_gil = False
 
     def __init__(self, dimensions: int = 384) -> None:
         self.dimensions = dimensions

@@ -73,6 +73,7 @@ class MinilmEmbedder:
     name = "minilm"
     dimensions = DIMENSIONS
     retries = 0  # local: nothing to retry
+    releases_gil = True  # torch's kernels run without the GIL
 
     def __init__(self, model: SentenceTransformer) -> None:
         self._model = model

@@ -110,6 +110,8 @@ def _excerpt(response: requests.Response) -> str:
 class OpenAIEmbedder:
     """Embeds through POST {base_url}/embeddings; learns its dimensions from the first answer."""
 
+    releases_gil = True  # it waits on a socket
+
     def __init__(
         self,
         model: str,
