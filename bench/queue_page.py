@@ -83,7 +83,6 @@ def main() -> None:
         from django.contrib.auth.models import User
         from django.db import connection
         from django.test import Client
-        from django.utils import timezone
 
         from reindexer.models import ReindexJob
 
