@@ -189,6 +189,7 @@ def cancel(request: HttpRequest, job_id: int, force: ForceFlag = False) -> Reind
         force_cancel_job(job, user=caller(request))
     else:
         cancel_job(job, user=caller(request))
+    job.refresh_from_db()  # a slice's cancel acted on its sliced job: show the slice as it is now
     return job
 
 

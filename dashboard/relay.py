@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from reindexer import conf
-from reindexer.models import JobStatus, ReindexJob
+from reindexer.models import ReindexJob
 from reindexer.orphans import cancel_orphans
 from reindexer.progress import announce, crosses_processes, send_job_message
 
@@ -86,9 +86,8 @@ def _sweep_orphans() -> list[int]:
         return []
     cancel_orphans(ORPHAN_SWEEP_ACTOR, lease_seconds)
     ended = list(
-        ReindexJob.objects.filter(pk__in=candidates, status=JobStatus.CANCELLED).values_list(
-            "pk", "parent_id"
-        )
+        # Cancelled, or failed: a sliced job that a failed slice had stopped.
+        ReindexJob.objects.filter(pk__in=candidates).finished().values_list("pk", "parent_id")
     )
     # A slice's sliced job too: it ends in the sweep's second pass once its slices have.
     changed = sorted({pk for pk, _ in ended} | {p for _, p in ended if p is not None})

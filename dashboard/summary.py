@@ -41,8 +41,10 @@ def summary(now: datetime | None = None) -> Summary:
         .filter(status=JobStatus.FAILED, finished_at__gte=now - FAILED_WINDOW)
         .count()
     )
-    recent = recent_points(running, now)
-    rates = (current_rate(job, recent[job.pk], now) for job in running)
+    # A sliced job's counters are its slices' sums: its slices carry its rate, counted once.
+    rated = [job for job in running if not job.is_sliced]
+    recent = recent_points(rated, now)
+    rates = (current_rate(job, recent[job.pk], now) for job in rated)
     beats = [
         job.heartbeat_at for job in running if job.heartbeat_at is not None and not job.is_sliced
     ]

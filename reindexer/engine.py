@@ -213,13 +213,17 @@ class BatchCommitter:
         atomic = bool(failures) or bool(self._parent_sql)
         with transaction.atomic() if atomic else nullcontext():
             with connection.cursor() as cursor:
+                whole = None
+                if self._parent_sql:
+                    # The sliced job's row first, as a cancel of it locks it before its slices':
+                    # one lock order, no deadlock. A lost lease below rolls this back too.
+                    cursor.execute(self._parent_sql, {**counts, "parent_id": self.job.parent_id})
+                    whole = cursor.fetchone()
                 cursor.execute(self._update_sql, params)
                 row = cursor.fetchone()
                 if row is None:
                     raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
                 if self._parent_sql:
-                    cursor.execute(self._parent_sql, {**counts, "parent_id": self.job.parent_id})
-                    whole = cursor.fetchone()
                     self.whole_job = WholeJob(*whole) if whole else None
             if failures:
                 BatchFailure.objects.bulk_create(
@@ -475,7 +479,7 @@ class JobRunner:
         """Every slice has ended: end the sliced job as they did (building the index first)."""
         job = self.job
         job.refresh_from_db()
-        status, error = slicing.end_state(job)
+        status, error = job.sliced_end_state()
         if status == JobStatus.FAILED:
             return self._fail(error)
         if status == JobStatus.CANCELLED:
@@ -534,7 +538,7 @@ class JobRunner:
         if self.job.dimensions == dimensions:
             return
         updated = ReindexJob.objects.leased(self.job.pk, self.token).update(
-            dimensions=dimensions, updated_at=timezone.now()
+            dimensions=dimensions, updated_at=Now()
         )
         if updated != 1:
             raise LeaseLost(f"job {self.job.pk}: lease lost before it started")
@@ -542,7 +546,7 @@ class JobRunner:
 
     def _set_total(self, total: int) -> None:
         updated = ReindexJob.objects.leased(self.job.pk, self.token).update(
-            total_docs=total, updated_at=timezone.now()
+            total_docs=total, updated_at=Now()
         )
         if updated != 1:
             raise LeaseLost(f"job {self.job.pk}: lease lost before it started")
@@ -570,7 +574,11 @@ class JobRunner:
         # The retries made for the dropped batches (and for a batch that gave up) happened all
         # the same; no commit will carry them.
         held = unreachable.retries if unreachable is not None else 0
-        self._add_retries(held + sum(batch.retries for batch in dropped) + retried.new())
+        ahead = sum(
+            batch.retries + (batch.embedded.outcome.retries if batch.embedded else 0)
+            for batch in dropped
+        )
+        self._add_retries(held + ahead + retried.new())
         if unreachable is not None:
             return self._fail(f"store unreachable: {unreachable}")
         if ending is not None:
@@ -685,11 +693,17 @@ class JobRunner:
         """Count retries that no batch commit will carry (the batch that gave up)."""
         if n:
             with transaction.atomic():
-                ReindexJob.objects.leased(self.job.pk, self.token).update(retries=F("retries") + n)
-                if self.job.parent_id is not None:
+                if self.job.parent_id is not None:  # parent first: the commit's lock order
                     ReindexJob.objects.filter(pk=self.job.parent_id).update(
                         retries=F("retries") + n
                     )
+                if (
+                    ReindexJob.objects.leased(self.job.pk, self.token).update(
+                        retries=F("retries") + n
+                    )
+                    != 1
+                ):
+                    raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
             self.job.retries += n
 
     def _build_index(self, store: VectorStore, policy: RetryPolicy) -> str | None:

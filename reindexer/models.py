@@ -630,7 +630,35 @@ class ReindexJob(models.Model):
                 self._end_if_no_slice_runs(actor)
                 return
             self.log(EventKind.CANCEL_REQUESTED, actor, reason)
-            self.log(EventKind.CANCELLED, actor, "cancelled before it started")
+            self.log(
+                EventKind.CANCELLED,
+                actor,
+                "cancelled while it waited to resume"
+                if self.started_at
+                else "cancelled before it started",
+            )
+            # A resumed sliced job waits as pending with its reopened slices: they end with it,
+            # or nothing would ever claim them (a slice runs only while its job does).
+            for slice_job in self.slice_jobs.pending().order_by("slice_number"):
+                with contextlib.suppress(InvalidTransition):
+                    slice_job._transition(
+                        JobStatus.CANCELLED, where=Q(status=JobStatus.PENDING), finished_at=Now()
+                    )
+                    slice_job.log(EventKind.CANCELLED, actor, "cancelled with its sliced job")
+
+    def sliced_end_state(self) -> tuple[JobStatus, str]:
+        """How a sliced job whose slices have all ended ends: (status, error). It fails with
+        its own error (the first slice's failure, or the budget), or a failed slice's; it is
+        cancelled if it was asked to or a slice was; else it completes."""
+        if self.error:
+            return JobStatus.FAILED, self.error
+        failed = self.slice_jobs.filter(status=JobStatus.FAILED).order_by("slice_number").first()
+        if failed is not None:
+            return JobStatus.FAILED, f"slice {failed.slice_number}: {failed.error}"
+        cancelled = self.slice_jobs.filter(status=JobStatus.CANCELLED).exists()
+        if self.cancel_requested_at is not None or cancelled:
+            return JobStatus.CANCELLED, ""
+        return JobStatus.COMPLETED, ""
 
     def _end_if_no_slice_runs(self, actor: str) -> None:
         """A sliced job asked to stop whose slices have all ended (the pending ones were just
@@ -640,18 +668,18 @@ class ReindexJob(models.Model):
             return
         if not self.slice_jobs.exists():
             return  # not split yet
-        failed = self.slice_jobs.filter(status=JobStatus.FAILED).order_by("slice_number").first()
-        error = self.error or (f"slice {failed.slice_number}: {failed.error}" if failed else "")
-        failing: dict[str, Any] = {"error": storable(error)} if error else {}
+        status, error = self.sliced_end_state()
+        fails = status == JobStatus.FAILED
+        failing: dict[str, Any] = {"error": storable(error)} if fails else {}
         self._transition(
-            JobStatus.FAILED if error else JobStatus.CANCELLED,
+            JobStatus.FAILED if fails else JobStatus.CANCELLED,
             where=Q(status=JobStatus.RUNNING, worker="", cancel_requested_at__isnull=False),
             finished_at=Now(),
             lease_token=None,
             **failing,
         )
         self._end_phases(self.finished_at or timezone.now())
-        if error:
+        if fails:
             self.log(EventKind.FAILED, actor, error)
         else:
             ran = self.slice_jobs.filter(started_at__isnull=False).exists()
@@ -678,7 +706,14 @@ class ReindexJob(models.Model):
         with transaction.atomic():
             self._transition(
                 to,
-                where=Q(pk__in=ReindexJob.objects.orphaned_cancels(lease_seconds).values("pk")),
+                # On the row itself, not through a subquery: PostgreSQL re-checks a row's own
+                # conditions when a heartbeat updated it meanwhile, not a subquery's snapshot.
+                where=Q(
+                    status=JobStatus.RUNNING,
+                    cancel_requested_at__isnull=False,
+                    heartbeat_at__lt=lease_cutoff(lease_seconds),
+                )
+                & ~Q(Exists(ReindexJob.objects.active().filter(parent=OuterRef("pk")))),
                 finished_at=Now(),
                 lease_token=None,
                 **failed,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from reindexer import slicing
-from reindexer.models import InvalidTransition, JobStatus, ReindexJob
+from django.db.models import Q
+from django.db.models.functions import Now
+
+from reindexer.models import FINISHED_STATUSES, EventKind, InvalidTransition, JobStatus, ReindexJob
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ def cancel_orphans(actor: str, lease_seconds: float) -> int:
         found = 0
         for job in ReindexJob.objects.orphaned_cancels(lease_seconds).order_by("id"):
             # A sliced job stopped by a failed slice fails with that slice's error.
-            status, error = slicing.end_state(job) if job.is_sliced else ("", "")
+            status, error = job.sliced_end_state() if job.is_sliced else ("", "")
             try:
                 job.cancel_orphaned(
                     actor,
@@ -33,7 +35,23 @@ def cancel_orphans(actor: str, lease_seconds: float) -> int:
             except InvalidTransition:
                 continue  # a worker came back, or the job ended, meanwhile
             found += 1
-            logger.warning("job %s: cancelled without a worker (%s)", job.pk, actor)
+            logger.warning("job %s: %s without a worker (%s)", job.pk, job.status, actor)
         cancelled += found
         if not found:
-            return cancelled
+            return cancelled + _cancel_stranded_slices(actor)
+
+
+def _cancel_stranded_slices(actor: str) -> int:
+    """Pending slices of a sliced job that has ended: nothing would ever claim them."""
+    stranded = ReindexJob.objects.pending().filter(parent__status__in=FINISHED_STATUSES)
+    ended = 0
+    for slice_job in stranded.order_by("id"):
+        try:
+            slice_job._transition(
+                JobStatus.CANCELLED, where=Q(status=JobStatus.PENDING), finished_at=Now()
+            )
+        except InvalidTransition:
+            continue
+        slice_job.log(EventKind.CANCELLED, actor, "cancelled: its sliced job had ended")
+        ended += 1
+    return ended

@@ -66,12 +66,13 @@ def running_jobs() -> ReindexJobQuerySet:
 def annotated_waiting_for(job: ReindexJob) -> int | None:
     """`waiting_for` of a job read through `with_waiting_for`: only a pending job waits."""
     value: int | None = getattr(job, "waiting_for", None)
-    return value if job.status == JobStatus.PENDING else None
+    # A slice waits for a worker, never for a writer: its sliced job holds the collection.
+    return value if job.status == JobStatus.PENDING and job.parent_id is None else None
 
 
 def waiting_for(job: ReindexJob) -> int | None:
     """The id of the job that `job` waits for; None unless it is pending behind one."""
-    if job.status != JobStatus.PENDING:
+    if job.status != JobStatus.PENDING or job.parent_id is not None:
         return None
     annotated = with_waiting_for(ReindexJob.objects.filter(pk=job.pk)).first()
     value: int | None = getattr(annotated, "waiting_for", None)

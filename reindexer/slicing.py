@@ -15,7 +15,6 @@ import uuid
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from reindexer.models import (
     EventKind,
@@ -51,7 +50,6 @@ def create_slices(
             # Asked to cancel while its source was being split: no slice may start. Read under
             # the row lock, so a cancel request either comes before this or finds the slices.
             return []
-        now = timezone.now()
         slices = ReindexJob.objects.bulk_create(
             ReindexJob(
                 name=slice_name(job, number, len(parts)),
@@ -70,10 +68,11 @@ def create_slices(
                 created_by_id=job.created_by_id,
                 trace_context=job.trace_context,
                 created_at=job.created_at,
-                updated_at=now,
             )
             for number, part in enumerate(parts, start=1)
         )
+        # Stamped by the database's clock, as the relay compares it with the other writes.
+        ReindexJob.objects.filter(parent=job).update(updated_at=Now())
         total = sum(part.count for part in parts)
         ReindexJob.objects.leased(job.pk, token).update(
             total_docs=total, worker="", heartbeat_at=Now(), updated_at=Now()
@@ -97,6 +96,7 @@ def release(job: ReindexJob, token: uuid.UUID) -> None:
     if ReindexJob.objects.leased(job.pk, token).update(worker="", updated_at=Now()) != 1:
         raise LeaseLost(f"job {job.pk}: lease lost")
     job.worker = ""
+    notify_workers("released", job.pk)  # its reopened slices may now be claimed
 
 
 def take_over(parent_id: int, worker: str) -> tuple[ReindexJob, uuid.UUID] | None:
@@ -136,18 +136,3 @@ def stop_whole_job(slice_job: ReindexJob, error: str, actor: str) -> None:
     parent = ReindexJob.objects.get(pk=slice_job.parent_id)
     with contextlib.suppress(InvalidTransition):  # already cancelling, or ended
         parent.request_cancel(actor, reason=f"stopping every slice: {cause}")
-
-
-def end_state(job: ReindexJob) -> tuple[str, str]:
-    """How a sliced job whose slices have all ended ends: (status, error)."""
-    if job.error:
-        return JobStatus.FAILED, job.error
-    failed = job.slice_jobs.filter(status=JobStatus.FAILED).order_by("slice_number").first()
-    if failed is not None:
-        return JobStatus.FAILED, f"slice {failed.slice_number}: {failed.error}"
-    if (
-        job.cancel_requested_at is not None
-        or job.slice_jobs.filter(status=JobStatus.CANCELLED).exists()
-    ):
-        return JobStatus.CANCELLED, ""
-    return JobStatus.COMPLETED, ""

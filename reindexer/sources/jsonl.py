@@ -49,6 +49,8 @@ class JsonlSource:
                     offset += len(raw)
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc}") from exc
+        if len(cuts) != parts:
+            raise SourceUnavailable(f"{self.path} changed while it was being split into slices")
         # The last slice reads to the end of the file, lines appended since the split included.
         ends: list[int | None] = [start for start, _ in cuts[1:]] + [None]
         counts = [b - a for a, b in zip([0, *starts_at], [*starts_at, total], strict=True)]
