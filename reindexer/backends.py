@@ -117,6 +117,10 @@ class Registry(Generic[Product]):
             name, options, factory, takes_arg, takes_items, usage, configured or (lambda: True)
         )
 
+    def unregister(self, name: str) -> None:
+        """Forget backend `name` (a test's own wrapper, once the test is done)."""
+        self._backends.pop(name, None)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._backends)
 

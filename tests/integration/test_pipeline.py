@@ -132,8 +132,15 @@ class RecordingStore:
         self.inner.close()
 
 
-if "recording" not in STORES:
+@pytest.fixture(autouse=True, scope="module")
+def recording_store() -> Iterator[None]:
+    """`recording(...)` for this module's tests only: a registry entry left behind would show
+    up in every later test's list of stores."""
     STORES.register("recording", RecordingOptions, RecordingBackend, takes_items=True)
+    try:
+        yield
+    finally:
+        STORES.unregister("recording")
 
 
 @pytest.fixture
