@@ -201,14 +201,8 @@ def retry_failed(
                 " retried: fix them in the source and start a new job)"
             )
         retry = ReindexJob.objects.create(
+            **{**job.spec_copy(), "max_failed_ratio": 1.0},
             name=f"retry failed of #{job.pk} {job.name}"[:NAME_MAX],
-            source=job.source,
-            embedder=job.embedder,
-            store=job.store,
-            collection=job.collection,
-            batch_size=job.batch_size,
-            max_retries=job.max_retries,
-            max_failed_ratio=1.0,
             retry_of=job,
             created_by=_creator(user),
             trace_context=trace_context or {},

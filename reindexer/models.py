@@ -197,6 +197,20 @@ class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
         )
 
 
+# What a job queued again from its checkpoint (a resume, a reopened slice) starts without: its
+# end, its error, its worker and lease, a cancel request (a failed sliced job had asked its
+# slices to stop), and its count of reclaims without progress. Its counters stay.
+REQUEUED: dict[str, Any] = {
+    "finished_at": None,
+    "error": "",
+    "worker": "",
+    "lease_token": None,
+    "heartbeat_at": None,
+    "cancel_requested_at": None,
+    "reclaims_without_progress": 0,
+}
+
+
 def lease_cutoff(lease_seconds: float) -> Any:
     """The heartbeat before which a lease has expired, as an expression of the database's clock."""
     return Now() - timedelta(seconds=lease_seconds)
@@ -359,6 +373,18 @@ class ReindexJob(models.Model):
     @property
     def is_slice(self) -> bool:
         return self.parent_id is not None
+
+    def spec_copy(self) -> dict[str, Any]:
+        """The fields a job made from this one (a slice, a retry) runs with, as this one does."""
+        return {
+            "source": self.source,
+            "embedder": self.embedder,
+            "store": self.store,
+            "collection": self.collection,
+            "batch_size": self.batch_size,
+            "max_retries": self.max_retries,
+            "max_failed_ratio": self.max_failed_ratio,
+        }
 
     @property
     def written_docs(self) -> int:
@@ -785,13 +811,7 @@ class ReindexJob(models.Model):
             self._transition(
                 JobStatus.PENDING,
                 where=Q(parent__isnull=False, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]),
-                finished_at=None,
-                error="",
-                worker="",
-                lease_token=None,
-                heartbeat_at=None,
-                cancel_requested_at=None,
-                reclaims_without_progress=0,
+                **REQUEUED,
             )
             self.log(
                 EventKind.RESUMED,
@@ -804,18 +824,7 @@ class ReindexJob(models.Model):
         error = self.error
         try:
             with transaction.atomic():
-                self._transition(
-                    JobStatus.PENDING,
-                    where=Q(status=JobStatus.FAILED),
-                    finished_at=None,
-                    error="",
-                    worker="",
-                    lease_token=None,
-                    heartbeat_at=None,
-                    # A sliced job that failed had its slices asked to stop.
-                    cancel_requested_at=None,
-                    reclaims_without_progress=0,
-                )
+                self._transition(JobStatus.PENDING, where=Q(status=JobStatus.FAILED), **REQUEUED)
                 self.log(
                     EventKind.RESUMED,
                     actor,

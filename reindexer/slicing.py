@@ -52,14 +52,8 @@ def create_slices(
             return []
         slices = ReindexJob.objects.bulk_create(
             ReindexJob(
+                **job.spec_copy(),
                 name=slice_name(job, number, len(parts)),
-                source=job.source,
-                embedder=job.embedder,
-                store=job.store,
-                collection=job.collection,
-                batch_size=job.batch_size,
-                max_retries=job.max_retries,
-                max_failed_ratio=job.max_failed_ratio,
                 parent=job,
                 slice_number=number,
                 slice_bounds=part.bounds,
