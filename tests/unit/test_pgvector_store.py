@@ -20,7 +20,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
 from reindexer.errors import BackendFailed, DimensionMismatch, ErrorKind, SpecError, classify
-from reindexer.stores import validate_store
+from reindexer.stores import pgvector_index, validate_store
 from reindexer.stores.base import IndexBuildAborted, IndexProgress
 from reindexer.stores.pgvector import (
     NO_EXTENSION,
@@ -190,8 +190,11 @@ def recorder(into: list[IndexProgress]) -> Callable[[IndexProgress], bool]:
 
 
 def test_build_index__reports_progress_and_builds_hnsw_once(
-    pgvector_server: PgvectorServer,
+    pgvector_server: PgvectorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Poll often: at the default half second, a build that a quiet machine finishes in under
+    # a second is seen mid-way once at most.
+    monkeypatch.setattr(pgvector_index, "POLL_SECONDS", 0.05)
     opened = PgvectorStore(pgvector_server.url, unique("hnsw"), 384)
     try:
         for start in range(0, 4000, 1000):
