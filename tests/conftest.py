@@ -11,9 +11,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
+# Before pymilvus loads grpc: the tests fork servers (pgserver's pg_ctl, initdb) from a process
+# that may hold grpc's threads, and grpc's fork handlers crashed such a child once (SIGSEGV in
+# pg_ctl, "Epoll1Poller encountered epoll_wait error"). Nothing here forks to run grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import pytest  # noqa: E402
 from django.contrib.auth.models import Permission, User
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from reindexer.jobs import cancel_job, create_job
@@ -116,12 +121,16 @@ def make_job(
             source = f"jsonl:{DEFAULT_CORPUS}"
         elif isinstance(source, Path):
             source = f"jsonl:{source.relative_to(data_dir)}"
-        job = create_job(JobSpec.parse({"source": source, **spec_fields}))
+        spec = JobSpec.parse({"source": source, **spec_fields})
         if status == JobStatus.PENDING:
-            return job
-        if "collection" not in spec_fields:
-            _own_collection_if_held(job)
-        token = job.claim(FIXTURE_WORKER, lease_seconds=30)
+            return create_job(spec)
+        # Created and claimed in one transaction: a real worker running beside the test (the
+        # browser stacks) never sees the job pending, so it cannot claim it first.
+        with transaction.atomic():
+            job = create_job(spec)
+            if "collection" not in spec_fields:
+                _own_collection_if_held(job)
+            token = job.claim(FIXTURE_WORKER, lease_seconds=30)
         # The claim's heartbeat is the database's now; the fixture ages it.
         ReindexJob.objects.filter(pk=job.pk).update(
             total_docs=total,

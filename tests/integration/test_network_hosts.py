@@ -73,8 +73,10 @@ def write_corpus(path: Path, count: int, prefix: str) -> None:
 def records_in(path: Path, bounds: dict[str, Any]) -> int:
     """The records of the byte range `bounds` of a JSONL file, counted here, not by the app."""
     with path.open("rb") as f:
-        f.seek(int(bounds["start"]["offset"]))
-        part = f.read(int(bounds["end"]) - int(bounds["start"]["offset"]))
+        start = int(bounds["start"]["offset"])
+        f.seek(start)
+        # The last slice runs to the end of the file (its end is null).
+        part = f.read() if bounds["end"] is None else f.read(int(bounds["end"]) - start)
     return sum(1 for line in part.splitlines() if line.strip())
 
 
