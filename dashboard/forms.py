@@ -101,7 +101,7 @@ def missing_backends(registry: Registry[Any]) -> list[str]:
 
 # Fields that a form posted without them (a script, a page loaded before they existed) leaves
 # to JobSpec's default rather than refusing: a job runs unsliced unless asked otherwise.
-DEFAULTED_WHEN_ABSENT = frozenset({"slices"})
+DEFAULTED_WHEN_ABSENT = frozenset({"slices", "mode", "cleanup", "approve"})
 
 
 def _form_field(name: str, info: FieldInfo) -> forms.Field:
@@ -116,11 +116,19 @@ def _form_field(name: str, info: FieldInfo) -> forms.Field:
         and (default is PydanticUndefined or default not in ("", None)),
         "initial": None if default is PydanticUndefined else default,
     }
-    if info.annotation in (int, float):
+    kind = specs.number_type(info)
+    if kind is not None:
         low, high = specs.bounds(name)
-        attrs = {"min": low, "max": high, **({"step": "any"} if info.annotation is float else {})}
-        field_class = forms.IntegerField if info.annotation is int else forms.FloatField
+        attrs = {"min": low, "max": high, **({"step": "any"} if kind is float else {})}
+        field_class = forms.IntegerField if kind is int else forms.FloatField
         return field_class(widget=forms.NumberInput(attrs=attrs), **options)
+    allowed = specs.choices(info)
+    if allowed:
+        # The spec checks the value; the form only offers the choices, so a posted typo reaches
+        # JobSpec and gets its message.
+        return forms.CharField(
+            widget=forms.Select(choices=[(value, value) for value in allowed]), **options
+        )
     # The length is checked here too, before the spec's validators see an oversized value; in
     # the spec's words. The browser gets it as the input's maxlength.
     longest = specs.max_length(name)
@@ -166,7 +174,7 @@ class NewJobForm(forms.Form):
         # Only the fields that parsed go on to the spec, so that each error is reported once.
         data = {k: v for k, v in cleaned.items() if k not in self.errors}
         for name in DEFAULTED_WHEN_ABSENT:
-            if data.get(name) is None:
+            if data.get(name) in (None, ""):
                 data.pop(name, None)
         try:
             spec = JobSpec.parse(data)

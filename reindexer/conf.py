@@ -8,6 +8,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 TRACE_ID_PLACEHOLDER = "{trace_id}"
+# Where `runserver` and the Procfile serve the dashboard, for alert links when nothing says else.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 def _positive_float(name: str, default: float) -> float:
@@ -82,6 +84,26 @@ def _http_url(name: str) -> str | None:
     return raw.rstrip("/")
 
 
+def _port(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ValueError(f"{name} must be a port from 1 to 65535, got {raw!r}")
+    return int(raw)
+
+
+def _webhook_urls(name: str) -> tuple[str, ...]:
+    """http(s) URLs separated by spaces, each checked at start (the value is not shown: a URL
+    may hold a token)."""
+    urls = tuple(os.environ.get(name, "").split())
+    for index, url in enumerate(urls, start=1):
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(f"{name}: URL {index} must be an http(s) URL")
+    return urls
+
+
 def _pgvector_url() -> str | None:
     """REINDEXER_PGVECTOR_URL, else DATABASE_URL when the job database is PostgreSQL."""
     explicit = os.environ.get("REINDEXER_PGVECTOR_URL", "").strip()
@@ -128,6 +150,14 @@ class ReindexerSettings:
     # How often an idle worker looks for work when nothing wakes it (LISTEN/NOTIFY on
     # PostgreSQL wakes it at once; SQLite has no such thing, so it polls at this pace).
     poll_seconds: float = 0.25
+    # The port a worker serves its own Prometheus metrics on; None: it serves none.
+    metrics_port: int | None = None
+    # Webhooks that receive every job's alert events, besides those in the admin; a URL ending
+    # in "#slack" gets Slack's format. URLs may carry tokens: out of the repr.
+    webhook_urls: tuple[str, ...] = field(default=(), repr=False)
+    # The dashboard's address as operators reach it, for the links in alerts (a webhook's
+    # receiver is elsewhere: a relative link would lead nowhere).
+    public_url: str = DEFAULT_PUBLIC_URL
 
     @classmethod
     def from_environ(cls) -> ReindexerSettings:
@@ -163,6 +193,9 @@ class ReindexerSettings:
             milvus_uri=os.environ.get("REINDEXER_MILVUS_URI", "").strip() or None,
             pipeline=_choice("REINDEXER_PIPELINE", ("auto", "on", "off"), "auto"),
             poll_seconds=_positive_float("REINDEXER_POLL_SECONDS", 0.25),
+            metrics_port=_port("REINDEXER_METRICS_PORT"),
+            webhook_urls=_webhook_urls("REINDEXER_WEBHOOK_URLS"),
+            public_url=_http_url("REINDEXER_PUBLIC_URL") or DEFAULT_PUBLIC_URL,
         )
 
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError, models, transaction
@@ -30,6 +31,9 @@ class JobStatus(models.TextChoices):
     """Stopped by a fatal error or by exceeding the error budget; see `error`."""
     CANCELLED = "cancelled", "Cancelled"
     """Stopped on an operator's request."""
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    """A swap job (--approve manual) that built and verified its collection, holding no lease,
+    until an operator swaps the alias to it (completed) or discards it (cancelled)."""
 
 
 FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -40,9 +44,12 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     # From running: handed back; from failed: resumed from its checkpoint by an operator;
     # from cancelled: only a slice, stopped with its job and reopened when the job resumes.
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
-    JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),
+    JobStatus.COMPLETED: frozenset({JobStatus.RUNNING, JobStatus.AWAITING_APPROVAL}),
     JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
-    JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+    JobStatus.CANCELLED: frozenset(
+        {JobStatus.PENDING, JobStatus.RUNNING, JobStatus.AWAITING_APPROVAL}
+    ),
+    JobStatus.AWAITING_APPROVAL: frozenset({JobStatus.RUNNING}),
 }
 
 # The per-batch counters, in the order the engine's commit increments them.
@@ -102,6 +109,18 @@ class EventKind(models.TextChoices):
     SLICED = "sliced"
     # A phase of the job began or ended (its detail says which, and how long it took).
     PHASE = "phase"
+    # The job's rate limit was set, changed or lifted while it ran (or waited).
+    THROTTLED = "throttled"
+    # Documents that vanished from the source were deleted from the collection (--cleanup full).
+    CLEANED_UP = "cleaned_up"
+    # A webhook delivery for one of the job's events: its response code, or why it failed.
+    WEBHOOK = "webhook"
+    # Swap mode: the verification passed and the job waits for an operator (--approve manual).
+    AWAITING_APPROVAL = "awaiting_approval"
+    # Swap mode: the alias was moved to the job's collection (its detail: from what, to what).
+    SWAPPED = "swapped"
+    # Swap mode: the built collection was dropped, and the alias left as it was.
+    DISCARDED = "discarded"
 
 
 class Phase(models.TextChoices):
@@ -113,6 +132,29 @@ class Phase(models.TextChoices):
     INDEXING = "indexing"
     VERIFYING = "verifying"
     SWAPPING = "swapping"
+
+
+class JobMode(models.TextChoices):
+    FULL = "full"
+    """Embed and write every document of the source."""
+    INCREMENTAL = "incremental"
+    """Skip the documents whose content hash matches their last successful write."""
+    SWAP = "swap"
+    """Build `collection__<job id>` while `collection`, an alias, serves readers; verify it, then
+    move the alias to it (blue/green)."""
+
+
+class Approval(models.TextChoices):
+    AUTO = "auto"
+    """Swap as soon as the verification passes."""
+    MANUAL = "manual"
+    """Wait, awaiting approval, for an operator's Swap or Discard."""
+
+
+class Cleanup(models.TextChoices):
+    NONE = "none"
+    FULL = "full"
+    """Once the job completes, delete the documents that vanished from the source."""
 
 
 class ReindexJobQuerySet(models.QuerySet["ReindexJob"]):
@@ -283,6 +325,15 @@ class ReindexJob(models.Model):
     )
     slice_number = models.PositiveSmallIntegerField(null=True, blank=True)
     slice_bounds = models.JSONField(default=dict, blank=True)
+    mode = models.CharField(max_length=20, choices=JobMode.choices, default=JobMode.FULL)
+    cleanup = models.CharField(max_length=10, choices=Cleanup.choices, default=Cleanup.NONE)
+    # The whole job's rate limit in documents per second; null for none. Changed live (throttle);
+    # the slices of a sliced job share their parent's.
+    max_docs_per_second = models.FloatField(null=True, blank=True)
+    # Swap mode: who moves the alias once the verification passed; and the verification's
+    # results (the cutover gate: verify, count, canary), {} until it ran.
+    approve = models.CharField(max_length=10, choices=Approval.choices, default=Approval.AUTO)
+    verification = models.JSONField(default=dict, blank=True)
 
     objects: ClassVar[ReindexJobQuerySet] = ReindexJobQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -350,6 +401,11 @@ class ReindexJob(models.Model):
                 condition=Q(slices__gte=1, slices__lte=specs.MAX_SLICES),
                 name="reindexjob_slices_range",
             ),
+            models.CheckConstraint(
+                condition=Q(max_docs_per_second__isnull=True)
+                | Q(max_docs_per_second__gt=0, max_docs_per_second__lte=specs.MAX_DOCS_PER_SECOND),
+                name="reindexjob_rate_limit_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -384,6 +440,9 @@ class ReindexJob(models.Model):
             "batch_size": self.batch_size,
             "max_retries": self.max_retries,
             "max_failed_ratio": self.max_failed_ratio,
+            "mode": self.mode,
+            "cleanup": self.cleanup,
+            "approve": self.approve,
         }
 
     @property
@@ -804,6 +863,31 @@ class ReindexJob(models.Model):
             where=Q(cancel_requested_at__isnull=False),
         )
 
+    def await_approval(self, token: uuid.UUID, actor: str, detail: str) -> None:
+        """A swap job whose verification passed (--approve manual) stops holding its lease and
+        waits for an operator's Swap or Discard; `detail` summarises the verification."""
+        with transaction.atomic():
+            self._transition(
+                JobStatus.AWAITING_APPROVAL,
+                where=Q(lease_token=token, cancel_requested_at__isnull=True),
+                raises=LeaseLost,
+                worker="",
+                lease_token=None,
+            )
+            self.log(EventKind.AWAITING_APPROVAL, actor, detail)
+            notify_workers("ended", self.pk)  # its alias is free for the next swap job
+
+    def end_awaiting(self, to: JobStatus, actor: str, event: EventKind, detail: str) -> None:
+        """End a job awaiting approval: completed once swapped, cancelled once discarded.
+        Raises InvalidTransition unless it is still awaiting."""
+        if to not in (JobStatus.COMPLETED, JobStatus.CANCELLED):
+            raise ValueError(f"a job awaiting approval cannot become {to}")
+        with transaction.atomic():
+            self._transition(to, where=Q(status=JobStatus.AWAITING_APPROVAL), finished_at=Now())
+            self._end_phases(self.finished_at or timezone.now())
+            self.log(event, actor, detail)
+            notify_workers("ended", self.pk)
+
     def reopen_slice(self, actor: str) -> None:
         """Queue again a slice that failed or was stopped with its job, from its checkpoint, as
         its sliced job resumes."""
@@ -971,3 +1055,160 @@ class JobPhase(models.Model):
     def duration_seconds(self, now: datetime | None = None) -> float:
         end = self.finished_at or now or timezone.now()
         return max(0.0, (end - self.started_at).total_seconds())
+
+
+class ContentHash(models.Model):
+    """What was last written for one document of one collection: the hash of its content (text
+    and metadata, with the embedder's identity and dimensions) and when, for --mode incremental.
+
+    Recorded only in the commit of the checkpoint that follows a successful store write, so a
+    failed or retried write never marks a document done. `store` is the store's backend spec
+    without fault-injecting wrappers: the collection it names is the same whoever wraps it.
+    """
+
+    store = models.CharField(max_length=specs.STORE_MAX)
+    collection = models.CharField(max_length=specs.COLLECTION_MAX)
+    doc_id = models.TextField()
+    digest = models.CharField(max_length=64)
+    written_at = models.DateTimeField()
+    # The last (top-level) job whose source held the document: what --cleanup full keeps.
+    seen_by = models.ForeignKey(
+        ReindexJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "collection", "doc_id"], name="contenthash_one_per_document"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["store", "collection", "seen_by"], name="contenthash_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.store}/{self.collection}/{self.doc_id}: {self.digest[:12]}"
+
+
+def _url_origin(url: str) -> str:
+    """scheme://host[:port] of a webhook's URL, as it is shown."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+class WebhookFormat(models.TextChoices):
+    JSON = "json", "JSON (the job's status --json fields)"
+    SLACK = "slack", "Slack (incoming webhook)"
+
+
+class AlertEvent(models.TextChoices):
+    """The job events a webhook can subscribe to."""
+
+    COMPLETED = "completed", "Completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
+    FAILED = "failed", "Failed"
+    STALLED = "stalled", "Stalled"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+
+
+class Webhook(models.Model):
+    """A URL that receives job events, as edited in the admin (REINDEXER_WEBHOOK_URLS adds more
+    from the settings)."""
+
+    url = models.URLField(max_length=2000)
+    format = models.CharField(max_length=10, choices=WebhookFormat.choices, default="json")
+    # The AlertEvent values it receives; empty for all of them.
+    events = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        # Never the whole URL: its path or query may hold the webhook's token.
+        return self.description or _url_origin(self.url)
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    """Every attempt failed; retried no more."""
+
+
+class WebhookDelivery(models.Model):
+    """One event of one job sent to one URL, retried with backoff until it is delivered or its
+    attempts run out. A delivery never touches its job's status or counters."""
+
+    job = models.ForeignKey(ReindexJob, on_delete=models.CASCADE, related_name="deliveries")
+    webhook = models.ForeignKey(
+        Webhook, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    url = models.URLField(max_length=2000)
+    format = models.CharField(max_length=10, choices=WebhookFormat.choices, default="json")
+    event = models.CharField(max_length=30, choices=AlertEvent.choices)
+    # What makes this occurrence of the event unique (the JobEvent it follows, or the heartbeat
+    # a stall was seen at), so an event noticed twice is sent once and a job that fails again
+    # after a resume is reported again.
+    key = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(
+        max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "key", "url"], name="webhookdelivery_once_per_event"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhookdelivery_due",
+                condition=Q(state="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.event} to {_url_origin(self.url)}: {self.state}"
+
+
+class AliasMoveKind(models.TextChoices):
+    SWAP = "swap", "Swap"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class AliasMove(models.Model):
+    """One move of an alias to a physical collection (a swap job's cutover, or a rollback), in
+    order: the history that rollback walks back and the aliases page shows."""
+
+    # The store's backend spec without fault-injecting wrappers, as ContentHash keeps it.
+    store = models.CharField(max_length=specs.STORE_MAX)
+    alias = models.CharField(max_length=specs.COLLECTION_MAX)
+    collection = models.CharField(max_length=specs.COLLECTION_MAX)
+    # What the alias served before the move; "" when it was new.
+    previous = models.CharField(max_length=specs.COLLECTION_MAX, blank=True)
+    kind = models.CharField(max_length=10, choices=AliasMoveKind.choices)
+    # The swap job that built `collection` (for a rollback: the job that built its target).
+    job = models.ForeignKey(
+        ReindexJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="alias_moves"
+    )
+    actor = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["store", "alias", "-at"], name="aliasmove_history")]
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.collection} ({self.kind})"

@@ -11,8 +11,8 @@ from typing import Any
 from django.utils import timezone
 
 from reindexer import conf
-from reindexer.jobs import retryable_failures
-from reindexer.models import JobStatus, Phase, ReindexJob
+from reindexer.jobs import limit_text, retryable_failures
+from reindexer.models import JobMode, JobStatus, Phase, ReindexJob
 from reindexer.samples import current_rate, recent_points
 
 ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
@@ -24,6 +24,8 @@ def status_label(job: ReindexJob) -> str:
         return "cancelling"
     if job.status == JobStatus.COMPLETED and job.failed_docs:
         return "completed with errors"
+    if job.status == JobStatus.AWAITING_APPROVAL:
+        return "awaiting approval"
     return str(job.status)
 
 
@@ -79,6 +81,29 @@ class JobView:
             return None
         recent = recent_points([self.job], self.now)[self.job.pk]
         return current_rate(self.job, recent, self.now)
+
+    @cached_property
+    def limit(self) -> float | None:
+        """The rate limit the job runs under, in documents per second; None for none. A slice
+        runs under its sliced job's (one query, for a slice's own page only)."""
+        job = self.job
+        if job.parent_id is None:
+            return job.max_docs_per_second
+        return (
+            ReindexJob.objects.filter(pk=job.parent_id)
+            .values_list("max_docs_per_second", flat=True)
+            .first()
+        )
+
+    @property
+    def limit_text(self) -> str:
+        """The limit as the pages and the command line show it ("200", "12.5"); "" for none."""
+        return limit_text(self.limit) if self.limit is not None else ""
+
+    @property
+    def can_throttle(self) -> bool:
+        """Whether the limit can still change: a pending or running job not being cancelled."""
+        return self.can_cancel
 
     @property
     def eta(self) -> float | None:
@@ -149,8 +174,22 @@ class JobView:
 
     @property
     def can_resume(self) -> bool:
-        """A failed job continues from its checkpoint, with its counters."""
-        return self.job.status == JobStatus.FAILED
+        """A failed job continues from its checkpoint, with its counters (not a swap job: it
+        dropped what it had built)."""
+        return self.job.status == JobStatus.FAILED and self.job.mode != JobMode.SWAP
+
+    @property
+    def awaiting_approval(self) -> bool:
+        """A swap job that verified its collection and waits for Swap or Discard."""
+        return self.job.status == JobStatus.AWAITING_APPROVAL
+
+    @property
+    def can_approve(self) -> bool:
+        return self.awaiting_approval
+
+    @property
+    def can_discard(self) -> bool:
+        return self.awaiting_approval
 
     @property
     def can_rerun(self) -> bool:
@@ -212,6 +251,11 @@ class JobView:
             "batch_size": job.batch_size,
             "max_retries": job.max_retries,
             "max_failed_ratio": job.max_failed_ratio,
+            "mode": job.mode,
+            "cleanup": job.cleanup,
+            "approve": job.approve,
+            "verification": job.verification or None,
+            "max_docs_per_second": job.max_docs_per_second,
             "worker": job.worker,
             "retry_of": job.retry_of_id,
             # "" until the job starts: null, as the other not-yet-known figures are.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import types
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +29,7 @@ from reindexer.embedders import validate_embedder
 from reindexer.errors import SpecError
 from reindexer.sources import open_source
 from reindexer.stores import store_backend, validate_store
+from reindexer.stores.aliases import physical_name
 
 NAME_MAX = 200
 SOURCE_MAX = 1000
@@ -39,6 +41,8 @@ MAX_BATCH_SIZE = 10_000
 MAX_RETRIES_LIMIT = 20
 # Slices of one job that workers run in parallel; more than the workers of a fleet pays nothing.
 MAX_SLICES = 64
+# A rate limit above what any store takes is a typo, not a limit.
+MAX_DOCS_PER_SECOND = 1_000_000
 # A shown input is cut to this many characters: a 10 MB name must not come back in the error.
 SHOWN_INPUT_CHARS = 80
 
@@ -84,6 +88,16 @@ def _checked(value: str, check: Callable[[str], object]) -> str:
     else:
         return value
     raise PydanticCustomError("backend", "{message}", {"message": message})
+
+
+def _refuse(message: str) -> None:
+    """A field's error, as an operator reads it (not prefixed with the field's name)."""
+    raise PydanticCustomError("backend", "{message}", {"message": message})
+
+
+# The job id a swap's physical collection name is checked with (`ALIAS__<job id>`) before the
+# job exists: ten digits, ids to the billions.
+SWAP_ID_WIDTH = 10**9
 
 
 # How each backend field is checked: its path, or its name and options, by its registry.
@@ -139,12 +153,85 @@ class JobSpec(BaseModel):
             "in parallel."
         ),
     )
+    mode: Literal["full", "incremental", "swap"] = Field(
+        "full",
+        description=(
+            "full writes every document; incremental skips those unchanged since their last "
+            "successful write (by a hash of text, metadata and embedder) and re-embeds the rest; "
+            "swap builds collection__<job id> while the collection, an alias, serves readers, "
+            "verifies it, then moves the alias to it."
+        ),
+    )
+    cleanup: Literal["none", "full"] = Field(
+        "none",
+        description=(
+            "full: once the job has completed, delete from the collection the documents that "
+            "are no longer in the source."
+        ),
+    )
+    approve: Literal["auto", "manual"] = Field(
+        "auto",
+        description=(
+            "Swap mode: auto moves the alias once the verification passes; manual waits, "
+            "awaiting approval, for an operator's Swap or Discard."
+        ),
+    )
+    max_docs_per_second: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_DOCS_PER_SECOND,
+        allow_inf_nan=False,
+        description="A limit on the job's rate, changeable while it runs; 0 or empty: none.",
+    )
     name: Text = Field("", max_length=NAME_MAX, description="Optional; defaults to the source.")
 
     @field_validator("source", "embedder", "store")
     @classmethod
     def _backend_is_valid(cls, value: str, info: ValidationInfo) -> str:
         return _checked(value, _BACKEND_CHECKS[info.field_name or ""])
+
+    @field_validator("mode")
+    @classmethod
+    def _swap_builds_one_collection(cls, value: str, info: ValidationInfo) -> str:
+        if value != "swap":
+            return value
+        slices = info.data.get("slices", 1)
+        if slices != 1:
+            _refuse(
+                f"swap mode builds its collection in one job (slices 1), got slices {slices}:"
+                " verifying and moving an alias is one step, not one per slice"
+            )
+        store, collection = info.data.get("store"), info.data.get("collection")
+        if store is not None and collection is not None:  # else reported already
+            _checked(
+                collection, lambda alias: physical_name(alias, SWAP_ID_WIDTH, store_backend(store))
+            )
+        return value
+
+    @field_validator("cleanup")
+    @classmethod
+    def _swap_needs_no_cleanup(cls, value: str, info: ValidationInfo) -> str:
+        if value == "full" and info.data.get("mode") == "swap":
+            _refuse(
+                "cleanup full does not apply to swap mode: a swap builds a fresh collection from"
+                " the source, so nothing that left the source is in it"
+            )
+        return value
+
+    @field_validator("approve")
+    @classmethod
+    def _approval_is_for_swaps(cls, value: str, info: ValidationInfo) -> str:
+        if value == "manual" and info.data.get("mode") not in ("swap", None):
+            _refuse(
+                "approve manual applies to swap mode only (--mode swap): other jobs write their"
+                " collection in place, with no alias to move"
+            )
+        return value
+
+    @field_validator("max_docs_per_second")
+    @classmethod
+    def _zero_is_no_limit(cls, value: float | None) -> float | None:
+        return value or None
 
     @field_validator("collection")
     @classmethod
@@ -181,6 +268,26 @@ def defaults() -> dict[str, Any]:
     return {
         name: info.default for name, info in JobSpec.model_fields.items() if not info.is_required()
     }
+
+
+def number_type(info: FieldInfo) -> type[int] | type[float] | None:
+    """int or float for a numeric field (an optional one included), else None."""
+    annotation = info.annotation
+    if get_origin(annotation) in (types.UnionType, Union):
+        kinds = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = kinds[0] if len(kinds) == 1 else None
+    if annotation is int:
+        return int
+    if annotation is float:
+        return float
+    return None
+
+
+def choices(info: FieldInfo) -> tuple[str, ...]:
+    """The values a Literal field allows, in order; () for any other field."""
+    if get_origin(info.annotation) is Literal:
+        return tuple(str(a) for a in get_args(info.annotation))
+    return ()
 
 
 def field_bounds(info: FieldInfo) -> tuple[Any, Any]:

@@ -72,7 +72,8 @@ def test_form__without_settings_offers_only_the_embedded_backends_and_names_the_
     assert form.store_choices == ["sqlite-vec"]
     assert "openai:MODEL" not in form.embedder_choices
     assert "hashing" in form.embedder_choices
-    assert form.source_kinds == ["jsonl:PATH", "directory:PATH"]
+    # A collection source reads any configured store, the embedded sqlite-vec included.
+    assert form.source_kinds == ["jsonl:PATH", "directory:PATH", "collection:STORE/NAME"]
     page = html.unescape(operator_client.get("/jobs/new/").content.decode())
     stores = datalist(page, "store")
     assert 'value="sqlite-vec"' in stores

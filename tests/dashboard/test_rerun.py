@@ -22,6 +22,10 @@ SETTINGS = {
     "max_retries": 5,
     "max_failed_ratio": 0.25,
     "slices": 3,
+    "mode": "incremental",
+    "cleanup": "full",
+    "approve": "auto",
+    "max_docs_per_second": 250.0,
     "name": "nightly docs",
 }
 
