@@ -1,5 +1,6 @@
 """Sources by spec: `jsonl:PATH` and `directory:PATH`, paths checked against the allowed roots,
-and `sql:TABLE(...)`, a table of the database at REINDEXER_SQL_SOURCE_URL."""
+`sql:TABLE(...)`, a table of the database at REINDEXER_SQL_SOURCE_URL, and
+`collection:STORE/NAME`, the documents of an existing collection of a store."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import ClassVar, Self
 from reindexer import conf
 from reindexer.backends import ParsedSpec, Registry
 from reindexer.sources.base import Source, SourceReader
+from reindexer.sources.collection import CollectionOptions, CollectionSource
 from reindexer.sources.directory import DirectorySource
 from reindexer.sources.jsonl import JsonlSource
 from reindexer.sources.paths import resolve_source_path
@@ -63,6 +65,13 @@ SOURCES.register(
     takes_items=True,
     usage="sql:TABLE(id=COL,text=COL,metadata=COL)",
     configured=lambda: conf.get().sql_source_url is not None,
+)
+SOURCES.register(
+    "collection",
+    CollectionOptions,
+    CollectionSource,
+    takes_arg=True,
+    usage="collection:STORE/NAME",
 )
 
 

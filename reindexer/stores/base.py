@@ -56,6 +56,12 @@ class VectorStore(Protocol):
         """The k nearest documents by cosine distance, nearest first."""
         ...
 
+    def documents(self, after_id: str | None, limit: int) -> list[Document]:
+        """Up to `limit` stored documents (id, text, metadata) in the store's own id order,
+        starting after `after_id` (from the first when None): one keyset page, for sources that
+        read a collection back (`collection:STORE/NAME`)."""
+        ...
+
     def build_index(self, report: IndexReport) -> bool:
         """Build the collection's search index if the store has one to build and it is missing,
         reporting progress through `report`; return whether it built one.
@@ -90,6 +96,38 @@ class StoreBackend(Protocol):
         """Open `collection`, creating it for vectors of `dimensions` if it does not exist.
 
         Raises DimensionMismatch (before anything is written) when it exists with other
-        dimensions.
+        dimensions. When `collection` is an alias, the store reads through it (following it when
+        it moves) and refuses to write (BackendFailed, cause ALIAS): writes go to a physical
+        collection by name.
         """
+        ...
+
+    def open_existing(self, collection: str) -> VectorStore | None:
+        """Open `collection` (or the alias) at the dimensions it was made with, to read it back;
+        None when it is not there. Creates nothing."""
+        ...
+
+    # Aliases (blue/green swaps): `alias` served by a physical collection `alias__<suffix>`.
+
+    def alias_target(self, alias: str) -> str | None:
+        """The physical collection `alias` serves; None when `alias` is not an alias."""
+        ...
+
+    def point_alias(self, alias: str, collection: str) -> str | None:
+        """Make `alias` serve `collection`, atomically for its readers; return the collection it
+        served before (None if it is new).
+
+        When `alias` is a plain collection (reindexed in place before), it is first moved to
+        `alias__base`, which then counts as what it served before, so nothing is lost.
+        """
+        ...
+
+    def drop_collection(self, name: str) -> bool:
+        """Drop the physical collection `name`; False when it was not there. Refused
+        (BackendFailed, cause ALIAS) for an alias, and for the collection an alias serves."""
+        ...
+
+    def physical_collections(self, alias: str) -> list[str]:
+        """The physical collections `alias__<job id>` (and `alias__base`) that exist, oldest
+        first, for rollback and prune."""
         ...

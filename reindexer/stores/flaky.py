@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -12,7 +12,8 @@ from reindexer.backends import ParsedSpec
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
 from reindexer.errors import PermanentError, SpecError, TransientError
-from reindexer.stores.base import Hit, IndexReport, StoreBackend, VectorStore
+from reindexer.stores.base import StoreBackend, VectorStore
+from reindexer.stores.delegating import DelegatingBackend, DelegatingStore
 
 
 @dataclass(frozen=True)
@@ -91,31 +92,29 @@ def parse_flaky(spec: str) -> FlakyOptions:
     return options
 
 
-class FlakyBackend:
-    """The inner store's backend, whose stores raise on the configured schedule."""
+class FlakyBackend(DelegatingBackend):
+    """The inner store's backend, whose stores raise on the configured schedule.
+
+    Aliases pass through unharmed: the faults are the writes' (and a swap's build is writes).
+    """
 
     def __init__(self, inner: StoreBackend, options: FlakyOptions) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.options = options
-
-    def check_collection(self, name: str) -> None:
-        self.inner.check_collection(name)
-
-    def location(self, collection: str) -> str:
-        return self.inner.location(collection)
-
-    def exists(self, collection: str) -> bool:
-        return self.inner.exists(collection)
 
     def open(self, collection: str, dimensions: int) -> FlakyStore:
         return FlakyStore(self.inner.open(collection, dimensions), self.options)
 
+    def open_existing(self, collection: str) -> FlakyStore | None:
+        store = self.inner.open_existing(collection)
+        return None if store is None else FlakyStore(store, self.options)
 
-class FlakyStore:
+
+class FlakyStore(DelegatingStore):
     """Delegates to `inner`, raising TransientError or PermanentError on the configured schedule."""
 
     def __init__(self, inner: VectorStore, options: FlakyOptions) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.options = options
         self._random = random.Random(options.seed)  # noqa: S311 - fault injection, not crypto
 
@@ -130,21 +129,3 @@ class FlakyStore:
         if self._random.random() < self.options.permanent:
             raise PermanentError("simulated store rejection (flaky permanent)")
         self.inner.upsert(docs, vectors)
-
-    def delete(self, ids: Iterable[str]) -> int:
-        return self.inner.delete(ids)
-
-    def count(self) -> int:
-        return self.inner.count()
-
-    def ids(self) -> Iterator[str]:
-        return self.inner.ids()
-
-    def search(self, vector: Vectors, k: int = 10) -> list[Hit]:
-        return self.inner.search(vector, k)
-
-    def build_index(self, report: IndexReport) -> bool:
-        return self.inner.build_index(report)
-
-    def close(self) -> None:
-        self.inner.close()

@@ -13,10 +13,12 @@ pymilvus is the optional extra `[milvus]`, imported only when a collection is op
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -27,8 +29,16 @@ from reindexer import conf
 from reindexer.backends import ParsedSpec
 from reindexer.documents import Document
 from reindexer.embedders import Vectors
-from reindexer.errors import BackendFailed, DimensionMismatch, PermanentError, SpecError
-from reindexer.stores.base import Hit, IndexReport
+from reindexer.errors import (
+    NO_TABLE,
+    BackendFailed,
+    DimensionMismatch,
+    PermanentError,
+    SpecError,
+)
+from reindexer.stores import aliases, milvus_aliases
+from reindexer.stores.aliases import AliasReader
+from reindexer.stores.base import Hit, IndexReport, VectorStore
 from reindexer.stores.milvus_errors import SETTING as SETTING
 from reindexer.stores.milvus_errors import is_not_loaded, translated
 
@@ -45,6 +55,9 @@ TEXT_MAX_BYTES = 65_535  # the most a Milvus VARCHAR holds
 CALL_TIMEOUT_SECONDS = 60.0
 IDS_PAGE = 5_000
 DELETE_CHUNK = 1_000
+# How long a read waits for a collection that is not found (see MilvusStore._read).
+READ_RETRY_SECONDS = 2.0
+READ_RETRY_PAUSE = 0.01
 SCHEMA_MISMATCH = "schema mismatch"
 _T = TypeVar("_T")
 
@@ -133,9 +146,22 @@ class MilvusStore:
             self._client.load_collection(self.collection, timeout=self.timeout)
             return fn()
 
+    def _read(self, fn: Callable[[], _T]) -> _T:
+        """`_call(fn)` for a read, which waits up to READ_RETRY_SECONDS for a collection that is
+        not found: the name of a plain collection becoming an alias is nothing for a moment
+        (milvus_aliases.py). A write fails at once, and fails the job."""
+        deadline = time.monotonic() + READ_RETRY_SECONDS
+        while True:
+            try:
+                return self._call(fn)
+            except BackendFailed as exc:
+                if exc.cause != NO_TABLE or time.monotonic() > deadline:
+                    raise
+            time.sleep(READ_RETRY_PAUSE)
+
     def _flush(self) -> None:
         # Without a flush, count and query wait on the growing segments: ~1 s per 20k rows.
-        self._call(lambda: self._client.flush(self.collection, timeout=self.timeout))
+        self._read(lambda: self._client.flush(self.collection, timeout=self.timeout))
         self._dirty = False
 
     def upsert(self, docs: Sequence[Document], vectors: Vectors) -> None:
@@ -183,7 +209,7 @@ class MilvusStore:
 
     def count(self) -> int:
         self._flush()
-        rows = self._call(
+        rows = self._read(
             lambda: self._client.query(
                 self.collection, output_fields=["count(*)"], timeout=self.timeout
             )
@@ -192,7 +218,7 @@ class MilvusStore:
 
     def ids(self) -> Iterator[str]:
         self._flush()
-        pages = self._call(
+        pages = self._read(
             lambda: self._client.query_iterator(
                 self.collection,
                 batch_size=IDS_PAGE,
@@ -207,11 +233,34 @@ class MilvusStore:
         finally:
             pages.close()
 
+    def documents(self, after_id: str | None, limit: int) -> list[Document]:
+        if self._dirty or after_id is None:
+            self._flush()  # from the first page on, what other writers sealed is seen too
+        # Milvus reduces a query with a limit in primary-key order: the page is the next ids.
+        rows = self._read(
+            lambda: self._client.query(
+                self.collection,
+                filter="" if after_id is None else f"id > {_literal(after_id)}",
+                limit=int(limit),
+                output_fields=["id", "text", "metadata"],
+                timeout=self.timeout,
+            )
+        )
+        found = [
+            Document(
+                str(row["id"]),
+                str(row.get("text") or ""),
+                row["metadata"] if isinstance(row.get("metadata"), dict) else {},
+            )
+            for row in rows
+        ]
+        return sorted(found, key=lambda doc: doc.id)
+
     def search(self, vector: Vectors, k: int = 10) -> list[Hit]:
         if self._dirty:
             self._flush()
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        results = self._call(
+        results = self._read(
             lambda: self._client.search(
                 self.collection,
                 data=[query],
@@ -319,7 +368,8 @@ def _prepare(client: MilvusClient, collection: str, dimensions: int) -> None:
 
 
 class MilvusBackend:
-    """`milvus`: collections on the server at REINDEXER_MILVUS_URI."""
+    """`milvus`: collections on the server at REINDEXER_MILVUS_URI, and Milvus's own aliases
+    (milvus_aliases.py)."""
 
     def check_collection(self, name: str) -> None:
         check_collection(name)
@@ -329,20 +379,61 @@ class MilvusBackend:
 
     def exists(self, collection: str) -> bool:
         check_collection(collection)
-        client = _connect()
-        try:
-            with translated(collection):
-                return bool(client.has_collection(collection, timeout=CALL_TIMEOUT_SECONDS))
-        finally:
-            client.close()
+        with _client(collection) as client:
+            # True for an alias too: Milvus resolves it.
+            return bool(client.has_collection(collection, timeout=CALL_TIMEOUT_SECONDS))
 
-    def open(self, collection: str, dimensions: int) -> MilvusStore:
+    def open(self, collection: str, dimensions: int) -> VectorStore:
         check_collection(collection)
         client = _connect()
         try:
             with translated(collection):
+                target = milvus_aliases.target(client, collection)
                 _prepare(client, collection, dimensions)
         except BaseException:
             client.close()
             raise
-        return MilvusStore(client, collection, dimensions)
+        store = MilvusStore(client, collection, dimensions)
+        # Milvus resolves the alias on each request, so reads follow it as it moves.
+        return store if target is None else AliasReader(collection, store, target)
+
+    def open_existing(self, collection: str) -> VectorStore | None:
+        check_collection(collection)
+        with _client(collection) as client:
+            if not client.has_collection(collection, timeout=CALL_TIMEOUT_SECONDS):
+                return None
+            dimensions = _existing_dimensions(client, collection)
+        return self.open(collection, dimensions)
+
+    def alias_target(self, alias: str) -> str | None:
+        check_collection(alias)
+        with _client(alias) as client:
+            return milvus_aliases.target(client, alias)
+
+    def point_alias(self, alias: str, collection: str) -> str | None:
+        check_collection(alias)
+        check_collection(collection)
+        with _client(alias) as client:
+            return milvus_aliases.point(client, alias, collection)
+
+    def drop_collection(self, name: str) -> bool:
+        check_collection(name)
+        with _client(name) as client:
+            return milvus_aliases.drop(client, name)
+
+    def physical_collections(self, alias: str) -> list[str]:
+        check_collection(alias)
+        with _client(alias) as client:
+            names = client.list_collections(timeout=CALL_TIMEOUT_SECONDS)
+        return aliases.physical_order(alias, [str(name) for name in names])
+
+
+@contextlib.contextmanager
+def _client(collection: str) -> Iterator[MilvusClient]:
+    """A client for one call, its errors translated, closed at the end."""
+    client = _connect()
+    try:
+        with translated(collection):
+            yield client
+    finally:
+        client.close()

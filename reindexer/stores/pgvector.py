@@ -45,7 +45,9 @@ from reindexer.errors import (
     SpecError,
     classify,
 )
-from reindexer.stores.base import Hit, IndexReport
+from reindexer.stores import aliases, pgvector_aliases
+from reindexer.stores.aliases import AliasReader
+from reindexer.stores.base import Hit, IndexReport, VectorStore
 from reindexer.stores.pgvector_index import build_hnsw, index_name
 
 SETTING = "REINDEXER_PGVECTOR_URL"
@@ -323,6 +325,17 @@ class PgvectorStore:
                 return
             after = str(page[-1][0])
 
+    def documents(self, after_id: str | None, limit: int) -> list[Document]:
+        query = sql.SQL(
+            "SELECT id, text, metadata FROM {} WHERE %(after)s::text IS NULL OR id > %(after)s"
+            " ORDER BY id LIMIT %(limit)s"
+        ).format(self._name)
+        params = {"after": after_id, "limit": int(limit)}
+        rows = self._call(lambda conn: conn.execute(query, params).fetchall())
+        return [
+            Document(str(i), str(t or ""), m if isinstance(m, dict) else {}) for i, t, m in rows
+        ]
+
     def search(self, vector: Vectors, k: int = 10) -> list[Hit]:
         query_vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         query = sql.SQL(
@@ -350,7 +363,8 @@ class PgvectorStore:
 
 
 class PgvectorBackend:
-    """`pgvector`: a table per collection in the database at REINDEXER_PGVECTOR_URL."""
+    """`pgvector`: a table per collection in the database at REINDEXER_PGVECTOR_URL, and a view
+    per alias (pgvector_aliases.py)."""
 
     def check_collection(self, name: str) -> None:
         validate_collection(name)
@@ -363,15 +377,57 @@ class PgvectorBackend:
     def exists(self, collection: str) -> bool:
         validate_collection(collection)
         with _open_connection(_url()) as conn:
-            found = conn.execute(
-                "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = %s",
-                (collection,),
-            ).fetchone()
-        return found is not None
+            return pgvector_aliases.kind_of(conn, collection) in (
+                pgvector_aliases.TABLE,
+                pgvector_aliases.VIEW,
+            )
 
-    def open(self, collection: str, dimensions: int) -> PgvectorStore:
+    def open(self, collection: str, dimensions: int) -> VectorStore:
         validate_collection(collection)
-        return PgvectorStore(_url(), collection, dimensions)
+        url = _url()
+        with _open_connection(url) as conn:
+            target = pgvector_aliases.view_target(conn, collection)
+        store = PgvectorStore(url, collection, dimensions)
+        # The store reads the view, so each statement follows the alias as it moves.
+        return store if target is None else AliasReader(collection, store, target)
+
+    def open_existing(self, collection: str) -> VectorStore | None:
+        validate_collection(collection)
+        with _open_connection(_url()) as conn:
+            width = _existing_width(conn, collection)
+        return None if width is None else self.open(collection, width)
+
+    def alias_target(self, alias: str) -> str | None:
+        validate_collection(alias)
+        with _open_connection(_url()) as conn:
+            return pgvector_aliases.view_target(conn, alias)
+
+    def point_alias(self, alias: str, collection: str) -> str | None:
+        validate_collection(alias)
+        validate_collection(collection)
+        base = aliases.base_name(alias)
+        self._check_base(alias, base)
+        with _open_connection(_url()) as conn:  # one transaction, committed on leaving
+            return pgvector_aliases.point(conn, alias, collection, base)
+
+    @staticmethod
+    def _check_base(alias: str, base: str) -> None:
+        try:
+            validate_collection(base)
+        except SpecError as exc:
+            raise aliases.not_a_collection(
+                alias, base, f"{alias!r} is too long to keep a plain table as {base!r}: {exc}"
+            ) from exc
+
+    def drop_collection(self, name: str) -> bool:
+        validate_collection(name)
+        with _open_connection(_url()) as conn:
+            return pgvector_aliases.drop(conn, name)
+
+    def physical_collections(self, alias: str) -> list[str]:
+        validate_collection(alias)
+        with _open_connection(_url()) as conn:
+            return pgvector_aliases.physical_tables(conn, alias)
 
 
 __all__ = [

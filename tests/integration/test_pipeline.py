@@ -13,7 +13,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +33,8 @@ from reindexer.engine import EngineOptions, JobRunner, Outcome
 from reindexer.errors import SpecError
 from reindexer.models import BatchFailure, JobStatus, ReindexJob
 from reindexer.stores import STORES, open_store, store_backend
-from reindexer.stores.base import Hit, IndexReport, StoreBackend, VectorStore
+from reindexer.stores.base import VectorStore
+from reindexer.stores.delegating import DelegatingBackend, DelegatingStore
 from reindexer.verify import verify_job
 from tests.integration.conftest import Processes, event_kinds, finish, wait_until
 from tests.tracing.conftest import span_exporter  # noqa: F401 - a session fixture, shared
@@ -76,19 +77,10 @@ class RecordingOptions:
         return cls(spec.items[0], latency)
 
 
-class RecordingBackend:
+class RecordingBackend(DelegatingBackend):
     def __init__(self, options: RecordingOptions) -> None:
-        self.inner: StoreBackend = store_backend(options.inner)
+        super().__init__(store_backend(options.inner))
         self.options = options
-
-    def check_collection(self, name: str) -> None:
-        self.inner.check_collection(name)
-
-    def location(self, collection: str) -> str:
-        return self.inner.location(collection)
-
-    def exists(self, collection: str) -> bool:
-        return self.inner.exists(collection)
 
     def open(self, collection: str, dimensions: int) -> VectorStore:
         inner = self.inner.open(collection, dimensions)
@@ -96,7 +88,7 @@ class RecordingBackend:
 
 
 @dataclass
-class RecordingStore:
+class RecordingStore(DelegatingStore):
     inner: VectorStore
     collection: str
     latency_ms: float
@@ -112,24 +104,6 @@ class RecordingStore:
         self.log.append(Upsert([doc.id for doc in docs], committed, prefetching))
         time.sleep(self.latency_ms / 1000)
         self.inner.upsert(docs, vectors)
-
-    def delete(self, ids: Iterable[str]) -> int:
-        return self.inner.delete(ids)
-
-    def count(self) -> int:
-        return self.inner.count()
-
-    def ids(self) -> Iterator[str]:
-        return self.inner.ids()
-
-    def search(self, vector: Vectors, k: int = 10) -> list[Hit]:
-        return self.inner.search(vector, k)
-
-    def build_index(self, report: IndexReport) -> bool:
-        return self.inner.build_index(report)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture(autouse=True, scope="module")

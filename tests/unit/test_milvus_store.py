@@ -91,7 +91,9 @@ def vectors(n: int, seed: int = 0) -> np.ndarray[Any, np.dtype[np.float32]]:
 
 
 def opened(collection: str, dimensions: int = DIM) -> MilvusStore:
-    return MilvusBackend().open(collection, dimensions)
+    store = MilvusBackend().open(collection, dimensions)
+    assert isinstance(store, MilvusStore)
+    return store
 
 
 def test_open__creates_the_fields_of_the_design_with_a_cosine_index(
