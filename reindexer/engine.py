@@ -29,6 +29,8 @@ from reindexer.batching import (
     StoreFailed,
     StoreUnreachable,
 )
+from reindexer.cleanup import clean_up
+from reindexer.content_hashes import BatchHashes, ContentHashes
 from reindexer.documents import MALFORMED_ERROR, Malformed
 from reindexer.embedders import open_embedder
 from reindexer.errors import (
@@ -42,8 +44,11 @@ from reindexer.jobs import failed_doc_ids, resolve_retried_failures
 from reindexer.lease import LeaseKeeper
 from reindexer.models import (
     BATCH_COUNTERS,
+    Approval,
     BatchFailure,
+    Cleanup,
     EventKind,
+    JobMode,
     JobStatus,
     LeaseLost,
     Phase,
@@ -51,9 +56,11 @@ from reindexer.models import (
     lease_fence,
     storable,
 )
+from reindexer.pacing import Check, Pacer
 from reindexer.phases import PhaseTracker
 from reindexer.pipeline import (
     BatchStream,
+    PathChoice,
     PreparedBatch,
     RetriesSeen,
     choose_path,
@@ -62,9 +69,12 @@ from reindexer.pipeline import (
 from reindexer.progress import ProgressPublisher
 from reindexer.reconnect import wait_for_database
 from reindexer.samples import JobSampler
+from reindexer.signals import send_batch_committed
 from reindexer.sources import SourceReader, open_source
 from reindexer.stores import VectorStore, open_store, store_backend
 from reindexer.stores.base import IndexBuildAborted, IndexProgress
+from reindexer.swaps import cutover, gate
+from reindexer.swaps.names import build_collection
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +95,8 @@ class Outcome:
     ABANDONED = "abandoned"
     # A sliced job was split (or resumed): its slices run as jobs of their own.
     SLICED = "sliced"
+    # A swap job (--approve manual) verified its collection and waits, unleased, for an operator.
+    AWAITING_APPROVAL = "awaiting_approval"
 
 
 # How often an index build's progress is written and pushed (a build reports about once a second).
@@ -102,12 +114,20 @@ class StopRequested(Exception):
 class WholeJob:
     """A sliced job's counters as one of its slices' batch commits left them."""
 
-    COLUMNS: ClassVar[tuple[str, ...]] = ("failed_docs", "total_docs", "processed_docs", "retries")
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "failed_docs",
+        "total_docs",
+        "processed_docs",
+        "retries",
+        "max_docs_per_second",
+    )
 
     failed_docs: int
     total_docs: int | None
     processed_docs: int
     retries: int
+    # The whole job's rate limit, which its running slices share.
+    max_docs_per_second: float | None
 
 
 class BatchCommitter:
@@ -142,9 +162,12 @@ class BatchCommitter:
             f"UPDATE {table} SET {assignments}, {q('checkpoint')} = %(checkpoint)s, "  # noqa: S608
             f"{q('heartbeat_at')} = {now_sql}, {q('updated_at')} = {now_sql} "
             f"WHERE {' AND '.join(fence_terms)} "
-            # One round trip also tells whether a cancel was requested (SQLite 3.35+, PostgreSQL).
-            f"RETURNING {q('cancel_requested_at')}"
+            # One round trip also tells whether a cancel was requested (SQLite 3.35+, PostgreSQL),
+            # and the rate limit the next batch runs under.
+            f"RETURNING {q('cancel_requested_at')}, {q('max_docs_per_second')}"
         )
+        # The job's own rate limit as of the last commit (a slice's is its sliced job's).
+        self.limit: float | None = job.max_docs_per_second
         # The sliced job's figures after this slice's batch, its counters as committed.
         self.whole_job: WholeJob | None = None
         self._parent_sql = (
@@ -165,13 +188,13 @@ class BatchCommitter:
         return field, connection.ops.quote_name(field.column)
 
     @staticmethod
-    def increments(processed: int, outcome: BatchOutcome) -> dict[str, int]:
+    def increments(processed: int, outcome: BatchOutcome, skipped: int = 0) -> dict[str, int]:
         """What one written batch adds to each counter of BATCH_COUNTERS."""
         failed = outcome.failed_docs
         return {
             "processed_docs": processed,
             "failed_docs": failed,
-            "skipped_docs": 0,
+            "skipped_docs": skipped,
             "batches_done": 1,
             "batches_failed": 1 if failed else 0,
             "retries": outcome.retries,
@@ -183,10 +206,17 @@ class BatchCommitter:
         processed: int,
         outcome: BatchOutcome,
         checkpoint: dict[str, Any],
+        *,
+        skipped: int = 0,
+        hashes: tuple[ContentHashes, BatchHashes] | None = None,
     ) -> bool:
         """Record the batch; return whether a cancel was requested. Raises LeaseLost."""
         return self.commit_counts(
-            batch_number, self.increments(processed, outcome), outcome.failures, checkpoint
+            batch_number,
+            self.increments(processed, outcome, skipped),
+            outcome.failures,
+            checkpoint,
+            hashes=hashes,
         )
 
     def commit_counts(
@@ -195,9 +225,12 @@ class BatchCommitter:
         increments: Mapping[str, int],
         failures: Sequence[FailureRecord],
         checkpoint: dict[str, Any],
+        *,
+        hashes: tuple[ContentHashes, BatchHashes] | None = None,
     ) -> bool:
         """Add `increments` ({counter: n}, every counter of BATCH_COUNTERS) and move the
-        checkpoint; return whether a cancel was requested. Raises LeaseLost."""
+        checkpoint, with the batch's content hashes; return whether a cancel was requested.
+        Raises LeaseLost."""
         if set(increments) != set(BATCH_COUNTERS):
             raise ValueError(f"increments must name exactly {BATCH_COUNTERS}, not {increments}")
         now = timezone.now()
@@ -209,8 +242,9 @@ class BatchCommitter:
         }
         # A batch without failures is one statement, atomic on its own; failures join it in a
         # transaction, so that they are recorded exactly when the checkpoint moves past them,
-        # and so does a slice's sliced job.
-        atomic = bool(failures) or bool(self._parent_sql)
+        # and so do a slice's sliced job and the content hashes of the documents written: a
+        # document is marked done exactly when the checkpoint moves past its store write.
+        atomic = bool(failures) or bool(self._parent_sql) or bool(hashes and hashes[1])
         with transaction.atomic() if atomic else nullcontext():
             with connection.cursor() as cursor:
                 whole = None
@@ -225,6 +259,8 @@ class BatchCommitter:
                     raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
                 if self._parent_sql:
                     self.whole_job = WholeJob(*whole) if whole else None
+            if hashes is not None and hashes[1]:
+                hashes[0].record(hashes[1], now)
             if failures:
                 BatchFailure.objects.bulk_create(
                     BatchFailure(
@@ -247,6 +283,10 @@ class BatchCommitter:
         job.checkpoint = checkpoint
         job.heartbeat_at = now
         job.updated_at = now
+        if self._parent_sql:
+            self.limit = self.whole_job.max_docs_per_second if self.whole_job else None
+        else:
+            self.limit = row[1]
         return row[0] is not None
 
 
@@ -286,6 +326,7 @@ class JobRunner:
         stop: threading.Event,
         options: EngineOptions,
         publisher: ProgressPublisher | None = None,
+        bell: threading.Event | None = None,
     ) -> None:
         self.job = job
         self.token = token
@@ -293,6 +334,12 @@ class JobRunner:
         self.stop = stop
         self.options = options
         self.publisher = publisher
+        # Rung by the worker's LISTEN thread (a NOTIFY: a limit changed, a cancel) and by a stop:
+        # it ends a pacing wait at once. Without one, the wait polls and a stop still ends it.
+        self.bell = bell
+        self._pacer = Pacer()
+        # The collection's content hashes, once the embedder's dimensions are known.
+        self._hashes: ContentHashes | None = None
         self._keeper: LeaseKeeper | None = None
         # (batches_done, monotonic deadline) of the database blink being waited out, if any.
         self._blink: tuple[int, float] | None = None
@@ -346,6 +393,9 @@ class JobRunner:
                     break
             finally:
                 keeper.stop()
+            if outcome in (Outcome.FAILED, Outcome.CANCELLED):
+                # Its store is closed by now; the alias and what it serves are left as they were.
+                cutover.drop_built(job, self.worker_id, f"the job {outcome}")
             span.set_attribute("reindex.outcome", outcome)
             self._publish(force=True)
             return outcome
@@ -418,6 +468,12 @@ class JobRunner:
             self._set_dimensions(embedder.dimensions)
             policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
             store = self._open_store(embedder.dimensions, policy)
+            # A swap job's collection is new: no record of what it held before applies to it.
+            self._hashes = (
+                None if job.mode == JobMode.SWAP else ContentHashes(job, embedder.dimensions)
+            )
+            if not job.is_slice and not job.checkpoint:
+                self._forget_stale_hashes(store, policy)
             writer = BatchWriter(embedder, store, policy)
             reader = source.open(job.checkpoint or None, bounds=job.slice_bounds or None)
             phases.enter(Phase.WRITING, total=job.total_docs)
@@ -437,6 +493,11 @@ class JobRunner:
         except (OperationalError, InterfaceError) as exc:
             if not is_store_fatal(exc):
                 raise  # a blink: run() leaves the job to its lease
+            if store is not None:
+                # As above: on a shared full disk, the store's WAL holds the space the failure's
+                # record needs.
+                store.close()
+                store = None
             return self._job_database_failed(exc)
         except (ReindexerError, OSError) as exc:
             trace.get_current_span().record_exception(exc)
@@ -467,7 +528,12 @@ class JobRunner:
         policy = RetryPolicy(job.max_retries, self.options.backoff_seconds)
         # Opened once here, so that a store that cannot take the job (other dimensions, a bad
         # name) fails it before any slice exists.
-        self._open_store(embedder.dimensions, policy).close()
+        store = self._open_store(embedder.dimensions, policy)
+        try:
+            self._hashes = ContentHashes(job, embedder.dimensions)
+            self._forget_stale_hashes(store, policy)
+        finally:
+            store.close()
         parts = source.split(job.slices)
         if not slicing.create_slices(job, self.token, self.worker_id, parts):
             return self._confirm_cancel()  # asked to cancel while it was being split
@@ -494,6 +560,8 @@ class JobRunner:
         store = self._open_store(job.dimensions, policy)
         try:
             stopped = self._build_index(store, policy)
+            if stopped is None:
+                self._clean_up(store, policy, job.dimensions)
         finally:
             store.close()
         if stopped is not None:
@@ -506,8 +574,9 @@ class JobRunner:
         """Open the job's store. A server that is away is retried (and counted) like a batch;
         one that cannot be opened for good (read only, corrupt, other dimensions...) fails."""
         job = self.job
+        collection = build_collection(job)  # a swap job's own ALIAS__<job id>
         return self._retrying_store(
-            lambda: open_store(job.store, job.collection, dimensions), "store open", policy
+            lambda: open_store(job.store, collection, dimensions), "store open", policy
         )
 
     def _retrying_store(self, call: Callable[[], T], what: str, policy: RetryPolicy) -> T:
@@ -595,6 +664,12 @@ class JobRunner:
         """The job's batches, embedded ahead in a thread where that pays (REINDEXER_PIPELINE)."""
         job = self.job
         path = choose_path(conf.get().pipeline, writer.embedder, job.store)
+        if job.mode == JobMode.INCREMENTAL and path.pipelined:
+            # The prefetch thread never touches the job database, and the hashes that decide
+            # what to embed live there: the lookup, and so the embedding, stay on this thread.
+            path = PathChoice(
+                False, "sequential: an incremental job looks up its hashes before embedding"
+            )
         logger.info("job %s: %s", job.pk, path.reason)
         trace.get_current_span().set_attribute("reindex.pipelined", path.pipelined)
         # The thread's embed spans are children of the job span: the context crosses explicitly.
@@ -633,10 +708,31 @@ class JobRunner:
         for batch in self._source_retries_counted(batches, retried):
             if keeper.lost.is_set():
                 raise LeaseLost(f"job {job.pk}: lease lost")
-            outcome = self._write_batch(writer, batch)
+            # The limit read at the last commit applies from this batch on.
+            paced = self._pace(keeper)
+            if paced is not None:
+                return paced
+            began = time.monotonic()
+            outcome, hashes = self._write_batch(writer, batch)
             outcome.retries += batch.retries
+            skipped = len(batch.unchanged)
             cancel_requested = committer.commit(
-                batch.number, len(batch.records), outcome, batch.checkpoint
+                batch.number,
+                len(batch.records),
+                outcome,
+                batch.checkpoint,
+                skipped=skipped,
+                hashes=(self._hashes, hashes) if self._hashes is not None else None,
+            )
+            self._pacer.charge(len(batch.records), self._share_of(committer.limit), began)
+            send_batch_committed(
+                JobRunner,
+                job=job,
+                seconds=time.monotonic() - began,
+                written=outcome.written,
+                failed=outcome.failed_docs,
+                skipped=skipped,
+                retries=outcome.retries,
             )
             self._renewed = time.monotonic()
             self._whole_job = whole = committer.whole_job
@@ -672,10 +768,47 @@ class JobRunner:
         stopped = None if job.is_slice else self._build_index(writer.store, writer.policy)
         if stopped is not None:
             return stopped
+        if job.mode == JobMode.SWAP:
+            return self._cut_over(writer)
+        if not job.is_slice:  # a sliced job cleans up once, as it completes
+            self._clean_up(writer.store, writer.policy, writer.embedder.dimensions)
         self._end_heartbeats()
         with transaction.atomic():
             job.complete(self.token, self.worker_id)
             resolve_retried_failures(job)
+        return Outcome.COMPLETED
+
+    def _cut_over(self, writer: BatchWriter) -> str:
+        """Swap mode, once written and indexed: the cutover gate, then the alias moves (auto),
+        or the job waits for an operator (manual). A failed gate fails the job; run() then drops
+        its collection."""
+        job = self.job
+        self._phases.enter(Phase.VERIFYING)
+
+        def retrying(call: Callable[[], T], what: str) -> T:
+            return self._retrying_store(call, what, writer.policy)
+
+        with telemetry.tracer().start_as_current_span(
+            "reindex.verify", attributes={"reindex.job_id": job.pk}
+        ) as span:
+            verification = gate.run_gate(job, writer.store, writer.embedder, retrying)
+            span.set_attribute("reindex.passed", verification["passed"])
+        cutover.record_verification(job, self.token, verification)
+        if not verification["passed"]:
+            return self._fail("cutover gate failed: " + "; ".join(verification["failures"]))
+        self._phases.finish(Phase.VERIFYING, "passed")
+        if self._cancel_requested():
+            return self._confirm_cancel()
+        if job.approve == Approval.MANUAL:
+            self._end_heartbeats()
+            try:
+                job.await_approval(self.token, self.worker_id, gate.summary(verification))
+            except LeaseLost:
+                return self._confirm_cancel()  # asked to cancel meanwhile (else the lease went)
+            return Outcome.AWAITING_APPROVAL
+        self._phases.enter(Phase.SWAPPING)
+        self._end_heartbeats()
+        cutover.swap(job, self.worker_id, token=self.token)
         return Outcome.COMPLETED
 
     def _source_retries_counted(
@@ -705,6 +838,100 @@ class JobRunner:
                 ):
                     raise LeaseLost(f"job {self.job.pk}: lease {self.token} is no longer held")
             self.job.retries += n
+
+    def _share_of(self, limit: float | None) -> float | None:
+        """A slice's part of its sliced job's rate limit: shared by the slices running now."""
+        job = self.job
+        if not limit or job.parent_id is None:
+            return limit
+        running = ReindexJob.objects.filter(
+            parent_id=job.parent_id, status=JobStatus.RUNNING
+        ).count()
+        return limit / max(1, running)
+
+    def _current_limit(self) -> tuple[float | None, bool]:
+        """The rate limit this job runs under now, and whether a cancel was requested."""
+        job = self.job
+        limit, cancel = (
+            ReindexJob.objects.filter(pk=job.pk)
+            .values_list("max_docs_per_second", "cancel_requested_at")
+            .get()
+        )
+        if job.parent_id is not None:
+            limit = (
+                ReindexJob.objects.filter(pk=job.parent_id)
+                .values_list("max_docs_per_second", flat=True)
+                .first()
+            )
+        return self._share_of(limit), cancel is not None
+
+    def _pace(self, keeper: LeaseKeeper) -> Callable[[], str] | None:
+        """Wait until the rate limit lets the next batch begin; how the job ends if it must stop
+        meanwhile (a cancel, a stop), else None. A NOTIFY (the bell) or, without one, the
+        poll brings a changed limit in at once."""
+        pacer = self._pacer
+        if pacer.left() <= 0:
+            return None
+        ending: list[Callable[[], str]] = []
+
+        def check() -> Check:
+            if self.bell is not None:
+                self.bell.clear()  # before reading: a later ring wakes the next step
+            if keeper.lost.is_set():
+                raise LeaseLost(f"job {self.job.pk}: lease lost while pacing")
+            if self.stop.is_set():
+                ending.append(self._hand_back)
+                return Check(None, stop=True)
+            limit, cancel_requested = self._current_limit()
+            if cancel_requested:
+                ending.append(self._confirm_cancel)
+                return Check(None, stop=True)
+            return Check(limit)
+
+        event = self.bell if self.bell is not None else self.stop
+        waited = pacer.wait(event, conf.get().poll_seconds, check)
+        trace.get_current_span().set_attribute(
+            "reindex.paced_seconds", round(pacer.paced_seconds, 3)
+        )
+        return None if waited else ending[0]
+
+    def _forget_stale_hashes(self, store: VectorStore, policy: RetryPolicy) -> None:
+        """An incremental job over an empty collection (dropped, recreated) writes everything:
+        the records of what it held before are stale."""
+        if self.job.mode != JobMode.INCREMENTAL or self._hashes is None:
+            return
+        if self._retrying_store(store.count, "store count", policy) == 0:
+            forgotten = self._hashes.forget_all()
+            if forgotten:
+                logger.info(
+                    "job %s: the collection is empty; forgot %d stale content hashes",
+                    self.job.pk,
+                    forgotten,
+                )
+
+    def _clean_up(self, store: VectorStore, policy: RetryPolicy, dimensions: int) -> None:
+        """--cleanup full, once every document is written (and indexed): delete the documents
+        that left the source. A retry job saw only its failed documents: it cleans nothing."""
+        job = self.job
+        if job.cleanup != Cleanup.FULL or job.retry_of_id is not None:
+            return
+        if self._keeper is not None and self._keeper.lost.is_set():
+            raise LeaseLost(f"job {job.pk}: lease lost before its cleanup")
+        hashes = self._hashes or ContentHashes(job, dimensions)
+
+        def retrying(call: Callable[[], T], what: str) -> T:
+            return self._retrying_store(call, what, policy)
+
+        with telemetry.tracer().start_as_current_span(
+            "reindex.cleanup", attributes={"reindex.job_id": job.pk}
+        ) as span:
+            deleted = clean_up(job, store, hashes, retrying)
+            span.set_attribute("reindex.deleted", deleted)
+        job.log(
+            EventKind.CLEANED_UP,
+            self.worker_id,
+            f"deleted {deleted} documents that left the source",
+        )
 
     def _build_index(self, store: VectorStore, policy: RetryPolicy) -> str | None:
         """The indexing phase, where the store builds a search index once every document is
@@ -781,7 +1008,11 @@ class JobRunner:
             return self._confirm_cancel()
         return Outcome.HANDED_BACK
 
-    def _write_batch(self, writer: BatchWriter, batch: PreparedBatch) -> BatchOutcome:
+    def _write_batch(
+        self, writer: BatchWriter, batch: PreparedBatch
+    ) -> tuple[BatchOutcome, BatchHashes]:
+        """Embed (unless done ahead) and store the batch; its outcome, and the content hashes
+        its commit records. An incremental job skips the documents whose hash is unchanged."""
         records = batch.records
         with telemetry.tracer().start_as_current_span(
             "reindex.batch",
@@ -791,6 +1022,10 @@ class JobRunner:
                 "reindex.batch_size": len(records),
             },
         ) as span:
+            hashes = self._hashes
+            digests = hashes.digests(batch.all_docs) if hashes is not None else {}
+            if hashes is not None and self.job.mode == JobMode.INCREMENTAL:
+                batch.unchanged = hashes.unchanged(digests)  # before embedding: on this thread
             # Embedded ahead by the pipeline, or here (the sequential path).
             ahead = batch.embedded is not None
             embedded = batch.embedded or _embed(writer, batch, self.job.pk, None)
@@ -798,6 +1033,7 @@ class JobRunner:
             outcome.failures.extend(
                 FailureRecord.malformed(r) for r in records if isinstance(r, Malformed)
             )
+            span.set_attribute("reindex.skipped", len(batch.unchanged))
             span.set_attribute("reindex.pipelined", ahead)
             span.set_attribute("reindex.attempts", 1 + outcome.retries)
             span.set_attribute("reindex.written", outcome.written)
@@ -814,7 +1050,20 @@ class JobRunner:
                             "reindex.doc_ids": failure.doc_ids,
                         },
                     )
-            return outcome
+            return outcome, self._batch_hashes(digests, batch.unchanged, outcome)
+
+    @staticmethod
+    def _batch_hashes(
+        digests: dict[str, str], unchanged: frozenset[str], outcome: BatchOutcome
+    ) -> BatchHashes:
+        """The records a batch's commit writes: a digest for each document stored, and a
+        mark for the others (skipped, or failed: a failed write marks nothing done)."""
+        not_written = unchanged.union(
+            doc_id for failure in outcome.failures for doc_id in failure.doc_ids
+        )
+        written = {doc_id: d for doc_id, d in digests.items() if doc_id not in not_written}
+        seen = [doc_id for doc_id in digests if doc_id not in written]
+        return BatchHashes(written, seen)
 
     def _budget_figures(self) -> tuple[int, int | None]:
         """(failed_docs, total_docs) that the error budget applies to: the whole job's."""

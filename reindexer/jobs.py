@@ -7,25 +7,30 @@ so that every entry point validates the same way and uses the same guarded trans
 from __future__ import annotations
 
 import contextlib
+import math
+from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from reindexer import conf
 from reindexer.documents import MALFORMED_ERROR
+from reindexer.errors import SpecError
 from reindexer.models import (
     BatchFailure,
     BatchFailureQuerySet,
     EventKind,
     InvalidTransition,
+    JobMode,
     JobStatus,
     ReindexJob,
 )
 from reindexer.progress import announce
 from reindexer.sources import open_source
-from reindexer.specs import NAME_MAX, JobSpec
+from reindexer.specs import MAX_DOCS_PER_SECOND, NAME_MAX, SHOWN_INPUT_CHARS, JobSpec
 
 
 def _creator(user: AbstractBaseUser | None) -> User | None:
@@ -72,12 +77,19 @@ def whole_job(job: ReindexJob) -> ReindexJob:
 def cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
     """Cancel a pending job, or request the cancel of a running one; raises InvalidTransition.
 
-    A slice is not cancelled alone: the cancel stops its whole sliced job.
+    A slice is not cancelled alone: the cancel stops its whole sliced job. A swap job awaiting
+    approval is discarded; a pending swap job (handed back) drops what it had built.
     """
+    from reindexer.swaps import actions, cutover  # they use this module's actor_name
+
     job = whole_job(job)
+    if ReindexJob.objects.filter(pk=job.pk, status=JobStatus.AWAITING_APPROVAL).exists():
+        return actions.discard_swap(job, user=user)
     with transaction.atomic():
         job.request_cancel(actor_name(user))
         announce(job.pk)
+    if job.status == JobStatus.CANCELLED:
+        cutover.drop_built(job, actor_name(user), "cancelled before it resumed")
     return job
 
 
@@ -88,6 +100,8 @@ def force_cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -
     A slice stands for its sliced job, which is force-cancelled once none of its running slices
     has a live worker: those slices are force-cancelled, the pending ones cancelled.
     """
+    from reindexer.swaps import cutover
+
     job = whole_job(job)
     lease_seconds = conf.get().lease_seconds
     with transaction.atomic():
@@ -96,6 +110,7 @@ def force_cancel_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -
         else:
             job.force_cancel(actor_name(user), lease_seconds=lease_seconds)
         announce(job.pk)
+    cutover.drop_built(job, actor_name(user), "force-cancelled")
     return job
 
 
@@ -128,12 +143,121 @@ def _force_cancel_sliced(job: ReindexJob, actor: str, lease_seconds: float) -> N
 
 def resume_job(job: ReindexJob, *, user: AbstractBaseUser | None = None) -> ReindexJob:
     """Queue a failed job again, to continue from its checkpoint with its counters; raises
-    InvalidTransition unless it failed. A slice stands for its sliced job."""
+    InvalidTransition unless it failed. A slice stands for its sliced job. A failed swap job
+    dropped what it had built: it cannot resume, only run again."""
     job = whole_job(job)
+    if job.mode == JobMode.SWAP:
+        raise InvalidTransition(
+            f"job {job.pk} cannot be resumed: a swap job that failed dropped the collection it"
+            " was building; start the swap again"
+        )
     with transaction.atomic():
         job.resume(actor_name(user))
         announce(job.pk)
     return job
+
+
+# -- the live throttle -----------------------------------------------------------------------
+
+RATE_FIELD = "max_docs_per_second"
+_RATE_RANGE = f"between 0 and {MAX_DOCS_PER_SECOND:,} documents per second (0 for no limit)"
+
+
+def limit_text(limit: float) -> str:
+    """A limit as operators read it: 200, 1,000, 12.5."""
+    if limit.is_integer():
+        return f"{int(limit):,}"
+    return f"{limit:,.2f}".rstrip("0").rstrip(".")
+
+
+def checked_rate(rate: object) -> float | None:
+    """The limit that `rate` asks for, as stored: None for none (0 or None), else documents per
+    second; raises SpecError (field max_docs_per_second) for anything but a number in range."""
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        shown = repr(rate)
+        if len(shown) > SHOWN_INPUT_CHARS:
+            shown = shown[: SHOWN_INPUT_CHARS - 1] + "…"
+        raise SpecError(
+            f"the rate limit must be a number {_RATE_RANGE}, got {shown}", field=RATE_FIELD
+        )
+    value = float(rate)
+    if not math.isfinite(value):
+        raise SpecError(f"the rate limit must be a finite number, got {value}", field=RATE_FIELD)
+    if not 0 <= value <= MAX_DOCS_PER_SECOND:
+        raise SpecError(f"the rate limit must be {_RATE_RANGE}, got {value:g}", field=RATE_FIELD)
+    return value or None
+
+
+def rate_from_text(text: str) -> float | None:
+    """An operator's typed rate (the command line, a form): "" or "0" for no limit; raises
+    SpecError as checked_rate does."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    try:
+        number = float(stripped)
+    except ValueError:
+        return checked_rate(stripped)  # refused, naming what was typed
+    return checked_rate(number)
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """What set_throttle did: the whole job as it is now, whether its limit changed, and what an
+    operator is told."""
+
+    job: ReindexJob
+    changed: bool
+    message: str
+
+
+def _throttle_detail(old: float | None, new: float | None) -> str:
+    if new is None:
+        return "limit lifted"
+    if old is None:
+        return f"limit set to {limit_text(new)} docs/s"
+    return f"limit changed from {limit_text(old)} to {limit_text(new)} docs/s"
+
+
+def set_throttle(job: ReindexJob, rate: object, *, user: AbstractBaseUser | None) -> Throttled:
+    """Set, change or lift (0 or None) the rate limit of a pending or running job; a slice
+    stands for its sliced job, whose limit its slices share.
+
+    Raises SpecError for a rate that is not a number in range, InvalidTransition for a job that
+    has ended. The same limit again changes nothing and logs nothing. The workers learn of a
+    change at their next batch, or at once while they wait (the announce NOTIFYs them)."""
+    limit = checked_rate(rate)
+    job = whole_job(job)
+    active = (JobStatus.PENDING, JobStatus.RUNNING)
+    with transaction.atomic():
+        row = (
+            ReindexJob.objects.select_for_update()
+            .filter(pk=job.pk)
+            .values_list("status", RATE_FIELD)
+            .first()
+        )
+        if row is None or row[0] not in active:
+            raise InvalidTransition(
+                f"job {job.pk} is {row[0] if row else 'gone'}: only a pending or running job's"
+                " rate limit can be changed"
+            )
+        old = row[1]
+        if old == limit:
+            job.refresh_from_db()
+            already = f"limit already {limit_text(limit)} docs/s" if limit else "no limit already"
+            return Throttled(job, False, f"job {job.pk}: {already}; nothing changed")
+        updated = ReindexJob.objects.filter(
+            pk=job.pk, status__in=active, **{RATE_FIELD: old}
+        ).update(**{RATE_FIELD: limit}, updated_at=Now())
+        if updated != 1:  # unreachable under the row lock; a guard, as every write has
+            raise InvalidTransition(f"job {job.pk} changed meanwhile; try again")
+        detail = _throttle_detail(old, limit)
+        job.log(EventKind.THROTTLED, actor_name(user), detail)
+        announce(job.pk)
+    job.refresh_from_db()
+    return Throttled(job, True, f"job {job.pk}: {detail}")
 
 
 def job_failures(job: ReindexJob) -> BatchFailureQuerySet:
@@ -176,6 +300,21 @@ def resolve_retried_failures(retry: ReindexJob) -> int:
     return BatchFailure.objects.filter(pk__in=written).update(resolved_at=timezone.now())
 
 
+def _retry_target(job: ReindexJob) -> dict[str, str]:
+    """Where a retry writes: a completed swap job's failed documents go into the collection it
+    built (which its alias serves), in place; a swap job that did not complete has none."""
+    if job.mode != JobMode.SWAP:
+        return {}
+    if job.status != JobStatus.COMPLETED:
+        raise InvalidTransition(
+            f"job {job.pk} is a swap job that {job.status}: it dropped the collection it was"
+            " building, so there is nothing to retry into; start the swap again"
+        )
+    from reindexer.swaps.names import build_collection
+
+    return {"mode": JobMode.FULL, "approve": "auto", "collection": build_collection(job)}
+
+
 def retry_failed(
     job: ReindexJob,
     *,
@@ -201,7 +340,7 @@ def retry_failed(
                 " retried: fix them in the source and start a new job)"
             )
         retry = ReindexJob.objects.create(
-            **{**job.spec_copy(), "max_failed_ratio": 1.0},
+            **{**job.spec_copy(), "max_failed_ratio": 1.0, **_retry_target(job)},
             name=f"retry failed of #{job.pk} {job.name}"[:NAME_MAX],
             retry_of=job,
             created_by=_creator(user),

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from reindexer.models import FINISHED_STATUSES, EventKind, InvalidTransition, JobStatus, ReindexJob
+from reindexer.swaps.cutover import drop_built
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def cancel_orphans(actor: str, lease_seconds: float) -> int:
                 continue  # a worker came back, or the job ended, meanwhile
             found += 1
             logger.warning("job %s: %s without a worker (%s)", job.pk, job.status, actor)
+            # A swap job's partial collection goes with it; the alias is left as it was.
+            drop_built(job, actor, f"{job.status} without a worker")
         cancelled += found
         if not found:
             return cancelled + _cancel_stranded_slices(actor)

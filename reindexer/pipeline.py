@@ -59,10 +59,19 @@ class PreparedBatch:
     checkpoint: dict[str, Any]
     retries: int = 0
     embedded: EmbeddedBatch | None = field(default=None, repr=False)
+    # The ids an incremental job skips: their content hash matches their last write.
+    unchanged: frozenset[str] = frozenset()
+
+    @property
+    def all_docs(self) -> list[Document]:
+        """The batch's well-formed records."""
+        return [r for r in self.records if isinstance(r, Document)]
 
     @property
     def docs(self) -> list[Document]:
-        return [r for r in self.records if isinstance(r, Document)]
+        """The documents to embed and write: the well-formed ones, but the unchanged."""
+        unchanged = self.unchanged
+        return [r for r in self.records if isinstance(r, Document) and r.id not in unchanged]
 
 
 def read_batches(reader: SourceReader, size: int, only: set[str] | None) -> Iterator[list[Record]]:

@@ -126,10 +126,15 @@ def _databases() -> dict[str, Any]:
 
 # WAL lets readers (dashboard) and the writer (worker) overlap; IMMEDIATE takes the write lock at
 # BEGIN so that claims serialise instead of failing with "database is locked" mid-transaction.
+# A checkpoint every 100 pages (not SQLite's 1,000) keeps the WAL small and reused in place: on a
+# full disk, a job's failure then still fits in the WAL's room, where a large WAL of new pages
+# (the content hashes) could neither be checkpointed nor grow.
 _SQLITE_OPTIONS: dict[str, Any] = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 20,
-    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "init_command": (
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=100;"
+    ),
 }
 
 # libpq options, so that a worker cut off from PostgreSQL (a partition: its packets vanish, no

@@ -29,6 +29,7 @@ from django.db import (
 )
 
 from reindexer import conf, slicing, telemetry
+from reindexer.alerts.dispatcher import start_dispatcher
 from reindexer.engine import EngineOptions, JobRunner, Outcome
 from reindexer.models import InvalidTransition, JobStuck, ReindexJob
 from reindexer.orphans import cancel_orphans
@@ -40,7 +41,10 @@ from reindexer.wakeup import start_listener
 logger = logging.getLogger(__name__)
 
 # Outcomes that end a job on this worker (the others hand it back or leave it to another).
-ENDED_HERE = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.CANCELLED})
+# A swap job waiting for approval has ended its work here: it holds no lease.
+ENDED_HERE = frozenset(
+    {Outcome.COMPLETED, Outcome.FAILED, Outcome.CANCELLED, Outcome.AWAITING_APPROVAL}
+)
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -165,6 +169,8 @@ class Worker:
         logger.info("worker %s started (burst=%s)", options.worker_id, options.burst)
         registration = WorkerRegistration(options.worker_id, options.heartbeat_seconds)
         registration.register()
+        # Webhook alerts, on a thread and a connection of their own: never in the job's way.
+        alerts = start_dispatcher(options.worker_id)
         # A burst worker never idles, so it has nothing to listen for.
         listener = (
             None
@@ -208,6 +214,8 @@ class Worker:
                         else None
                     )
         finally:
+            # After the last job: its end is still sent (a bounded last pass).
+            alerts.stop()
             if listener is not None:
                 listener.close()
             registration.stopped()
@@ -230,7 +238,13 @@ class Worker:
         if job.parent_id is not None:  # the sliced job's page shows who runs each slice
             publisher.publish(job.parent_id, force=True)
         outcome = JobRunner(
-            job, token, worker_id, stop=self.stop, options=engine_options, publisher=publisher
+            job,
+            token,
+            worker_id,
+            stop=self.stop,
+            options=engine_options,
+            publisher=publisher,
+            bell=self.bell,  # a NOTIFY ends a pacing wait: a lifted limit applies at once
         ).run()
         logger.info("worker %s: job %s %s", worker_id, job.pk, outcome)
         registration.job_ended(finished=outcome in ENDED_HERE)

@@ -14,6 +14,7 @@ import pytest
 from django.db.models.functions import Now
 
 from reindexer.models import EventKind, JobStatus, ReindexJob
+from reindexer.stores import store_backend
 from tests.integration.conftest import Processes, wait_until
 from tests.integration.fleet import Fleet, events, kinds, row, run_with, slices_of, timeline
 
@@ -72,6 +73,32 @@ def test_orphaned_cancel__a_killed_workers_job_is_cancelled_by_status_after_the_
     assert_cancelled_without_a_worker(job, "worker w-doomed")
     assert row(job).processed_docs == killed_at
     assert kinds(job)[-2:] == ["cancel_requested", "cancelled"]
+
+
+def test_orphaned_cancel__a_swap_job_drops_its_partial_collection_and_leaves_the_alias(
+    make_corpus: Corpus, make_job: MakeJob, processes: Processes
+) -> None:
+    job = make_job(make_corpus(400), collection="orphan_swap", mode="swap", **SLOW)
+    built = f"orphan_swap__{job.pk}"
+    fleet = Fleet(processes, SHORT_LEASE)
+    fleet.start("w-doomed")
+    wait_until(lambda: row(job).processed_docs >= 20, what="the swap job under way")
+    fleet.kill("w-doomed")
+    backend = store_backend("sqlite-vec")
+    assert backend.exists(built)
+
+    asked = processes.run("reindex", "cancel", str(job.pk))
+    assert asked.returncode == 0, asked.stderr
+    wait_until(lambda: lease_expired(job), timeout=LEASE_SECONDS + 10, what="the lease to expire")
+    assert status(processes, job)["status"] == "cancelled"
+
+    assert not backend.exists(built), timeline(job)
+    assert backend.alias_target("orphan_swap") is None
+    dropped = [e.detail for e in events(job) if e.kind == EventKind.DISCARDED]
+    assert dropped == [
+        f"dropped its collection {built} (cancelled without a worker); alias orphan_swap left"
+        " as it was"
+    ], timeline(job)
 
 
 def test_orphaned_cancel__a_sliced_job_whose_slice_workers_all_died_ends_cancelled(

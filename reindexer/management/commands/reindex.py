@@ -1,4 +1,5 @@
-"""`reindex start|status|cancel|resume|retry-failed|verify|watch|search`: the operator's CLI."""
+"""`reindex start|status|cancel|resume|retry-failed|throttle|verify|watch|search|approve|discard|
+rollback|prune`: the operator's CLI."""
 
 from __future__ import annotations
 
@@ -11,13 +12,24 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reindexer import conf, specs
 from reindexer.errors import ReindexerError
-from reindexer.jobs import cancel_job, create_job, force_cancel_job, resume_job, retry_failed
+from reindexer.jobs import (
+    cancel_job,
+    create_job,
+    force_cancel_job,
+    limit_text,
+    rate_from_text,
+    resume_job,
+    retry_failed,
+    set_throttle,
+)
 from reindexer.models import InvalidTransition, ReindexJob
 from reindexer.orphans import cancel_orphans
 from reindexer.presenter import job_status, present
 from reindexer.queue import annotated_waiting_for, with_waiting_for
 from reindexer.search import MAX_K, search
 from reindexer.specs import JobSpec
+from reindexer.swaps import actions as swaps
+from reindexer.swaps.gate import summary
 from reindexer.verify import verify_job, verify_problems
 from reindexer.watch import watch_job
 
@@ -78,20 +90,22 @@ def add_spec_arguments(parser: CommandParser) -> None:
     for name, info in JobSpec.model_fields.items():
         what = name.replace("_", " ")
         parse: Callable[[str], Any] = str
-        if info.annotation is int:
+        kind = specs.number_type(info)
+        if kind is int:
             parse = whole_number(what, -MAX_JOB_ID, MAX_JOB_ID, "a whole number")
-        elif info.annotation is float:
+        elif kind is float:
             parse = number(what)
         hint = ""
-        if info.annotation in (int, float):
+        if kind is not None:
             low, high = specs.bounds(name)
             hint += f" ({low:g} to {high:g})"
-        if not info.is_required() and info.get_default() != "":
+        if not info.is_required() and info.get_default() not in ("", None):
             hint += f" (default: {info.get_default()})"
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=parse,
+            choices=specs.choices(info) or None,
             required=info.is_required(),
             default=argparse.SUPPRESS,
             help=(info.description or "") + hint,
@@ -143,9 +157,37 @@ class Command(BaseCommand):
         ]:
             actions.add_parser(name, help=text).add_argument("job_id", type=job_id)
 
+        throttle = actions.add_parser(
+            "throttle", help="set, change or lift a pending or running job's rate limit"
+        )
+        throttle.add_argument("job_id", type=job_id)
+        # Checked by reindexer.jobs, as the API and the dashboard check it.
+        throttle.add_argument("rate", metavar="RATE", help="documents per second; 0: no limit")
+
         verify = actions.add_parser("verify", help="compare the source's ids with the store's")
         verify.add_argument("job_id", type=job_id)
         verify.add_argument("--json", action="store_true")
+
+        for name, text in [
+            ("approve", "swap: move the alias of a job awaiting approval to what it built"),
+            ("discard", "drop what a job awaiting approval built; its alias stays as it is"),
+        ]:
+            actions.add_parser(name, help=text).add_argument("job_id", type=job_id)
+
+        back = actions.add_parser(
+            "rollback", help="move an alias back to what it served before its last swap"
+        )
+        back.add_argument("alias", metavar="ALIAS")
+        back.add_argument("--store", default="sqlite-vec")
+
+        prune = actions.add_parser(
+            "prune", help="drop an alias's physical collections but the newest N and its own"
+        )
+        prune.add_argument("alias", metavar="ALIAS")
+        prune.add_argument(
+            "--keep", required=True, type=whole_number("keep", 0, MAX_JOB_ID, "0 or more")
+        )
+        prune.add_argument("--store", default="sqlite-vec")
 
         find = actions.add_parser("search", help="the k nearest documents of a collection")
         find.add_argument("--store", required=True)
@@ -189,7 +231,9 @@ class Command(BaseCommand):
                 f"{row['processed_docs']}/{total} processed, {row['failed_docs']} failed  "
                 f"{row['name']}"
                 + _slices_line(row)
+                + _rate_line(row)
                 + (f"  [{row['error']}]" if row["error"] else "")
+                + _awaiting_line(row)
                 + (_last_error(row) if row["status"] in ("pending", "running") else "")
             )
 
@@ -221,6 +265,12 @@ class Command(BaseCommand):
         self.stdout.write(f"queued job {retry.pk}: {retry.name}")
         self.stdout.write(str(retry.pk))
 
+    def do_throttle(self, *, job_id: int, rate: str, **_: Any) -> None:
+        done = set_throttle(
+            get_job(job_id), rate_from_text(rate) if rate.strip() else rate, user=None
+        )
+        self.stdout.write(done.message)
+
     def do_verify(self, *, job_id: int, json: bool, **_: Any) -> None:
         report = verify_job(get_job(job_id))
         if json:
@@ -237,6 +287,30 @@ class Command(BaseCommand):
         # The raw stream, not Django's OutputWrapper: the wrapper appends a newline to every write,
         # which would turn rich's in-place redraws into a scroll of half-drawn bars on a terminal.
         watch_job(get_job(job_id), cast(TextIO, self.stdout._out))
+
+    def do_approve(self, *, job_id: int, **_: Any) -> None:
+        job = swaps.approve_swap(get_job(job_id))
+        move = job.alias_moves.order_by("-at", "-id").first()
+        was = f"was {move.previous}" if move and move.previous else "a new alias"
+        served = move.collection if move else "?"
+        self.stdout.write(f"job {job.pk}: alias {job.collection} now serves {served} ({was})")
+
+    def do_discard(self, *, job_id: int, **_: Any) -> None:
+        job = swaps.discard_swap(get_job(job_id))
+        self.stdout.write(f"job {job.pk}: discarded; alias {job.collection} left as it was")
+
+    def do_rollback(self, *, alias: str, store: str, **_: Any) -> None:
+        move = swaps.rollback(store, alias)
+        self.stdout.write(
+            f"alias {alias} now serves {move.collection} (was {move.previous or 'nothing'})"
+        )
+
+    def do_prune(self, *, alias: str, keep: int, store: str, **_: Any) -> None:
+        dropped = swaps.prune(store, alias, keep)
+        for name in dropped:
+            self.stdout.write(f"dropped {name}")
+        if not dropped:
+            self.stdout.write(f"alias {alias}: nothing to prune (keeping the newest {keep})")
 
     def do_search(
         self, *, store: str, collection: str, embedder: str, k: int, json: bool, text: str, **_: Any
@@ -263,6 +337,27 @@ def _slices_line(row: dict[str, Any]) -> str:
         return f"  ({row['slice_count']} slices, not split yet)"
     brief = ", ".join(f"{n} {status}" for status, n in states.items())
     return f"  ({row['slice_count']} slices: {brief})"
+
+
+def _rate_line(row: dict[str, Any]) -> str:
+    """The rate beside the limit, for a job that has one ("  180 docs/s (limit 200)")."""
+    limit = row["max_docs_per_second"]
+    if limit is None:
+        return ""
+    rate = row["docs_per_second"]
+    shown = "-" if rate is None else f"{rate:,.1f}"
+    return f"  {shown} docs/s (limit {limit_text(limit)})"
+
+
+def _awaiting_line(row: dict[str, Any]) -> str:
+    """A swap job waiting for an operator: its verification, and what to run next."""
+    if row["status"] != "awaiting_approval":
+        return ""
+    checked = summary(row["verification"]) if row["verification"] else "verified"
+    return (
+        f"  [awaiting approval: {checked}; `reindex approve {row['id']}` to swap,"
+        f" `reindex discard {row['id']}` to drop it]"
+    )
 
 
 def _last_error(row: dict[str, Any]) -> str:
