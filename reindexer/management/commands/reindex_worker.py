@@ -1,13 +1,20 @@
-"""`reindex_worker [--burst] [--worker-id ID]`: claim queued jobs and run them batch by batch."""
+"""`reindex_worker [--burst] [--worker-id ID]`: claim queued jobs and run them batch by batch.
+
+With REINDEXER_METRICS_PORT set, the worker also serves its Prometheus metrics on that port.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from reindexer import conf
 from reindexer.management.commands.reindex import OneLineErrorParser
+from reindexer.metrics.server import MetricsServerError, WorkerMetricsServer
 from reindexer.worker import Worker, options_from_settings
 
 
@@ -38,8 +45,27 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, burst: bool, worker_id: str | None, **options: Any) -> None:
         worker = Worker(options_from_settings(worker_id, burst))
-        worker.install_signal_handlers()
-        try:
-            worker.run()
-        finally:
-            worker.restore_signal_handlers()
+        with metrics_served():
+            worker.install_signal_handlers()
+            try:
+                worker.run()
+            finally:
+                worker.restore_signal_handlers()
+
+
+@contextlib.contextmanager
+def metrics_served() -> Iterator[None]:
+    """The worker's metrics server for its lifetime, if a port is set; bound before the first
+    claim, so a port in use stops the worker before it takes a job."""
+    port = conf.get().metrics_port
+    if port is None:
+        yield
+        return
+    try:
+        server = WorkerMetricsServer(port).start()
+    except MetricsServerError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        yield
+    finally:
+        server.stop()
