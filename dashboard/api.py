@@ -27,9 +27,21 @@ from dashboard.api_errors import (
     JsonBodyParser,
     install_error_handlers,
 )
-from dashboard.api_schemas import FAILURE_FIELDS, FailureOut, JobOut, SpecBody, errors
+from dashboard.api_schemas import (
+    FAILURE_FIELDS,
+    AliasOut,
+    FailureOut,
+    JobOut,
+    RollbackBody,
+    RolledBackOut,
+    SpecBody,
+    ThrottleBody,
+    ThrottledOut,
+    errors,
+)
 from dashboard.list_query import top_level
 from reindexer import telemetry
+from reindexer.errors import BackendFailed
 from reindexer.jobs import (
     cancel_job,
     create_job,
@@ -37,8 +49,12 @@ from reindexer.jobs import (
     job_failures,
     resume_job,
     retry_failed,
+    set_throttle,
 )
 from reindexer.models import JobStatus, ReindexJob
+from reindexer.presenter import job_status
+from reindexer.swaps import actions as swaps
+from reindexer.swaps.overview import AliasView, alias_view, aliases
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -51,6 +67,8 @@ ForceFlag = Annotated[
         " worker still renews the lease).",
     ),
 ]
+# A store that refused or could not be reached: the gateway's upstream failed, not the request.
+STORE_FAILED = 502
 StatusFilter = Annotated[
     str, params.Query("", description="Only jobs in these states, separated by commas.")
 ]
@@ -129,6 +147,10 @@ def _job(job_id: int) -> ReindexJob:
     if job is None:
         raise ApiError(404, f"no job with id {job_id}")
     return job
+
+
+def _store_failed(exc: BackendFailed) -> ApiError:
+    return ApiError(STORE_FAILED, f"the store failed ({exc.cause}): {exc}")
 
 
 def _created(response: HttpResponse, job: ReindexJob) -> Status[ReindexJob]:
@@ -219,6 +241,22 @@ def retry(request: HttpRequest, response: HttpResponse, job_id: int) -> Status[R
     return _created(response, queued)
 
 
+@api.post(
+    "/jobs/{int:job_id}/throttle/",
+    auth=operators,
+    response={200: ThrottledOut, **errors(400, 401, 403, 404, 409)},
+    url_name="job-throttle",
+)
+def throttle(request: HttpRequest, job_id: int, body: ThrottleBody) -> dict[str, Any]:
+    """Set, change or lift (0 or null) a pending or running job's rate limit: its worker applies
+    it from the next batch, or at once while it waits. On a slice, it sets its sliced job's
+    limit, which all its slices share. The same limit again changes nothing (`changed`: false)."""
+    job = _job(job_id)
+    done = set_throttle(job, body.max_docs_per_second, user=caller(request))
+    job.refresh_from_db()  # a slice's throttle acted on its sliced job: show the slice as it is
+    return {**job_status(job), "changed": done.changed, "message": done.message}
+
+
 @api.get(
     "/jobs/{int:job_id}/failures/",
     response={200: list[FailureOut], **errors(400, 401, 403, 404)},
@@ -231,3 +269,74 @@ def list_failures(request: HttpRequest, job_id: int) -> QuerySet[Any]:
     return (
         job_failures(_job(job_id)).select_related("job").only(*FAILURE_FIELDS, "job__slice_number")
     )
+
+
+@api.post(
+    "/jobs/{int:job_id}/approve/",
+    auth=operators,
+    response={200: JobOut, **errors(401, 403, 404, 409, STORE_FAILED)},
+    url_name="job-approve",
+)
+def approve(request: HttpRequest, job_id: int) -> ReindexJob:
+    """Swap: move a swap job's alias to the collection it built and verified (a job awaiting
+    approval, started with `approve: manual`); it completes. 502 if the store failed, the job
+    still awaiting approval."""
+    try:
+        return swaps.approve_swap(_job(job_id), user=caller(request))
+    except BackendFailed as exc:
+        raise _store_failed(exc) from exc
+
+
+@api.post(
+    "/jobs/{int:job_id}/discard/",
+    auth=operators,
+    response={200: JobOut, **errors(401, 403, 404, 409, STORE_FAILED)},
+    url_name="job-discard",
+)
+def discard(request: HttpRequest, job_id: int) -> ReindexJob:
+    """Discard: drop the collection a swap job awaiting approval built, leaving the alias as it
+    was; the job is cancelled."""
+    try:
+        return swaps.discard_swap(_job(job_id), user=caller(request))
+    except BackendFailed as exc:
+        raise _store_failed(exc) from exc
+
+
+def alias_out(view: AliasView) -> dict[str, Any]:
+    """An alias as the API answers it (AliasOut reads each move's row itself)."""
+    return {
+        "store": view.store,
+        "alias": view.alias,
+        "serves": view.serves,
+        "collections": list(view.collections),
+        "can_rollback": view.can_rollback,
+        "moves": list(view.moves),
+        "error": view.error,
+    }
+
+
+@api.get("/aliases/", response={200: list[AliasOut], **errors(401, 403)}, url_name="aliases")
+def list_aliases(request: HttpRequest) -> list[dict[str, Any]]:
+    """Every alias a swap job or a rollback moved, by store: what it serves, its collections and
+    its moves, newest first, each with its job's verification. A store that cannot be read
+    names why in `error`."""
+    return [alias_out(view) for view in aliases()]
+
+
+@api.post(
+    "/aliases/rollback/",
+    auth=operators,
+    response={200: RolledBackOut, **errors(400, 401, 403, 409, STORE_FAILED)},
+    url_name="alias-rollback",
+)
+def rollback(request: HttpRequest, body: RollbackBody) -> dict[str, Any]:
+    """Move an alias back to the collection it served before its last move (kept until a
+    prune). 409 when there is nothing earlier to go back to."""
+    try:
+        move = swaps.rollback(body.store, body.alias, user=caller(request))
+    except BackendFailed as exc:
+        raise _store_failed(exc) from exc
+    message = (
+        f"alias {body.alias}: rolled back from {move.previous or 'nothing'} to {move.collection}"
+    )
+    return {"alias": alias_out(alias_view(body.store, body.alias)), "message": message}

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -20,10 +21,11 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from dashboard.api_errors import NOT_AN_OBJECT, ApiError
-from reindexer.models import BatchFailure, JobStatus, Phase, ReindexJob
+from dashboard.api_errors import NOT_AN_OBJECT, ApiError, FieldProblem
+from reindexer.jobs import RATE_FIELD, checked_rate
+from reindexer.models import AliasMove, AliasMoveKind, BatchFailure, JobStatus, Phase, ReindexJob
 from reindexer.presenter import job_status
-from reindexer.specs import JobSpec
+from reindexer.specs import COLLECTION_MAX, MAX_DOCS_PER_SECOND, STORE_MAX, JobSpec
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
@@ -44,6 +46,31 @@ def _always_present(info: FieldInfo) -> FieldInfo:
     field = copy.copy(info)
     field.default = PydanticUndefined
     return field
+
+
+class CanaryOut(BaseModel):
+    """The canary search: sampled documents, how many found themselves in their own top 5."""
+
+    sampled: int
+    found: int
+    misses: list[str]
+
+
+class VerificationOut(BaseModel):
+    """A swap job's cutover gate: verify, the count against the old collection's, the canary."""
+
+    passed: bool
+    collection: Annotated[str, Field(description="The collection built, `ALIAS__<job id>`.")]
+    previous: Annotated[
+        str | None, Field(description="What the alias served before; null for a new alias.")
+    ]
+    missing: int
+    duplicates: int
+    count: int
+    previous_count: int | None
+    budget: Annotated[int, Field(description="How far the count may be from the old count.")]
+    canary: CanaryOut
+    failures: Annotated[list[str], Field(description="Why the gate refused; empty if it passed.")]
 
 
 _FIGURES: dict[str, Any] = {
@@ -84,6 +111,10 @@ _FIGURES: dict[str, Any] = {
     "dimensions": Annotated[
         int | None,
         Field(description="The embedder's dimensions; null until the job starts."),
+    ],
+    "verification": Annotated[
+        VerificationOut | None,
+        Field(description="Swap mode: the cutover gate's results; null until it ran."),
     ],
 }
 
@@ -149,6 +180,136 @@ JobOut = create_model(
     __doc__="A job: its spec and its figures, the fields of `reindex status --json`.",
     **_FIELDS,
 )
+
+
+class ThrottleIn(BaseModel):
+    """The body of POST /api/jobs/<id>/throttle/."""
+
+    model_config = ConfigDict(extra="forbid", title="Throttle")
+
+    max_docs_per_second: float | None = Field(
+        ge=0,
+        le=MAX_DOCS_PER_SECOND,
+        description="The job's new rate limit in documents per second; 0 or null lifts it.",
+        examples=[200],
+    )
+
+
+def _parse_throttle(value: Any, handler: ValidatorFunctionWrapHandler) -> ThrottleIn:
+    # reindexer.jobs.checked_rate rather than the handler: its SpecError names the rate's bounds
+    # as every other surface does.
+    if not isinstance(value, dict):
+        raise ApiError(400, NOT_AN_OBJECT)
+    unknown = sorted(set(value) - {RATE_FIELD})
+    if unknown:
+        message = f"unknown field(s): {', '.join(map(str, unknown))[:80]}; expected: {RATE_FIELD}"
+        raise ApiError.invalid([FieldProblem(str(unknown[0])[:80], message)])
+    if RATE_FIELD not in value:
+        message = f"{RATE_FIELD} is required: documents per second, or 0 or null for no limit"
+        raise ApiError.invalid([FieldProblem(RATE_FIELD, message)])
+    return ThrottleIn.model_construct(max_docs_per_second=checked_rate(value[RATE_FIELD]))
+
+
+# The body of POST /api/jobs/<id>/throttle/: documented as ThrottleIn, checked by checked_rate.
+ThrottleBody = Annotated[ThrottleIn, WrapValidator(_parse_throttle)]
+
+ThrottledOut = create_model(
+    "ThrottledJob",
+    __base__=JobOut,
+    __doc__="The job after a throttle, and whether its limit changed.",
+    changed=(
+        bool,
+        Field(description="false: the job had this limit already; nothing was changed or logged"),
+    ),
+    message=(str, Field(description='What was done, e.g. "job 7: limit set to 200 docs/s".')),
+)
+
+
+class MoveOut(BaseModel):
+    """One move of an alias (newest first): a swap job's cutover or a rollback."""
+
+    kind: Literal[tuple(AliasMoveKind.values)]  # type: ignore[valid-type]
+    collection: Annotated[str, Field(description="The collection the alias served from then.")]
+    previous: Annotated[str, Field(description='What it served before; "" when it was new.')]
+    job: Annotated[int | None, Field(description="The swap job that built `collection`.")]
+    actor: str
+    at: Timestamp
+    verification: Annotated[
+        VerificationOut | None, Field(description="That job's cutover gate; null without one.")
+    ]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, value: Any) -> Any:
+        if not isinstance(value, AliasMove):
+            return value
+        job = value.job
+        return {
+            "kind": value.kind,
+            "collection": value.collection,
+            "previous": value.previous,
+            "job": value.job_id,
+            "actor": value.actor,
+            "at": value.at.isoformat(),
+            "verification": (job.verification or None) if job is not None else None,
+        }
+
+
+class AliasOut(BaseModel):
+    """An alias of a store, the collection it serves, and its history."""
+
+    store: str
+    alias: str
+    serves: Annotated[
+        str | None, Field(description="The physical collection it serves; null if unknown.")
+    ]
+    collections: Annotated[
+        list[str], Field(description="Its physical collections that exist, oldest first.")
+    ]
+    can_rollback: bool
+    moves: list[MoveOut]
+    error: Annotated[str, Field(description='Why the store could not be read; "" if it was.')]
+
+
+class RollbackIn(BaseModel):
+    """The body of POST /api/aliases/rollback/."""
+
+    model_config = ConfigDict(extra="forbid", title="Rollback")
+
+    store: str = Field(min_length=1, max_length=STORE_MAX, description="The store spec.")
+    alias: str = Field(min_length=1, max_length=COLLECTION_MAX, description="The alias.")
+
+
+def _parse_rollback(value: Any, handler: ValidatorFunctionWrapHandler) -> RollbackIn:
+    # Our own refusals rather than the handler's: every problem named with its field.
+    if not isinstance(value, dict):
+        raise ApiError(400, NOT_AN_OBJECT)
+    problems = [
+        FieldProblem(str(name)[:80], f"unknown field {str(name)[:80]!r}; expected store, alias")
+        for name in sorted(set(value) - {"store", "alias"}, key=str)
+    ]
+    for name, limit in (("store", STORE_MAX), ("alias", COLLECTION_MAX)):
+        given = value.get(name)
+        if not isinstance(given, str) or not given.strip():
+            problems.append(FieldProblem(name, f"{name} is required: a non-empty string"))
+        elif len(given) > limit:
+            problems.append(FieldProblem(name, f"{name} must be at most {limit} characters"))
+        elif "\x00" in given:
+            problems.append(FieldProblem(name, f"{name} must not contain NUL characters"))
+    if problems:
+        raise ApiError.invalid(problems)
+    return RollbackIn.model_construct(store=value["store"], alias=value["alias"])
+
+
+# The body of POST /api/aliases/rollback/: documented as RollbackIn, checked by _parse_rollback.
+RollbackBody = Annotated[RollbackIn, WrapValidator(_parse_rollback)]
+
+
+class RolledBackOut(BaseModel):
+    """The alias after a rollback, and what was done."""
+
+    alias: AliasOut
+    message: str
 
 
 # The failure's columns that FailureOut reads.

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from reindexer.jobs import limit_text
 from reindexer.samples import Point
 
 CHART_WIDTH = 720
@@ -21,6 +22,10 @@ PLOT_RIGHT = 12
 PLOT_TOP = 12
 PLOT_BOTTOM = 34
 X_TICKS = 5
+
+# A limit this many times above the peak rate would flatten the line if the axis reached it: it is
+# drawn along the top edge instead, labelled as above the chart.
+LIMIT_HEADROOM = 4
 
 SPARK_WIDTH = 80
 SPARK_HEIGHT = 20
@@ -78,6 +83,19 @@ class Band:
 
 
 @dataclass(frozen=True)
+class LimitLine:
+    """The job's rate limit, a horizontal line across the plot with its label."""
+
+    y: float
+    rate: float
+    off_scale: bool  # far above the peak: drawn at the top edge
+
+    @property
+    def label(self) -> str:
+        return f"limit {limit_text(self.rate)}"
+
+
+@dataclass(frozen=True)
 class Tick:
     position: float
     label: str
@@ -100,10 +118,22 @@ class RateChart:
     peak: float
     failed: int
     retries: int
+    limit: LimitLine | None = None
 
     @property
     def empty(self) -> bool:
         return not self.line
+
+    @property
+    def limit_label_x(self) -> float:
+        return self.right - 4
+
+    @property
+    def limit_label_y(self) -> float:
+        """Just above the line, or just below it at the top edge, inside the plot either way."""
+        if self.limit is None:
+            return self.top
+        return self.limit.y + 12 if self.limit.y - 4 < self.top + 8 else self.limit.y - 4
 
     @property
     def plot_height(self) -> float:
@@ -179,18 +209,28 @@ def _points_attr(vertices: Sequence[tuple[float, float]]) -> str:
 
 
 def rate_chart(
-    points: Sequence[Point], width: int = CHART_WIDTH, height: int = CHART_HEIGHT
+    points: Sequence[Point],
+    width: int = CHART_WIDTH,
+    height: int = CHART_HEIGHT,
+    *,
+    limit: float | None = None,
 ) -> RateChart:
-    """The docs/s of a series over time, with its failures marked and its retries shaded."""
+    """The docs/s of a series over time, with its failures marked, its retries shaded and its
+    rate limit (docs/s, if any) drawn across; the rate axis reaches the limit unless it lies far
+    above the peak."""
     left, right = float(PLOT_LEFT), float(width - PLOT_RIGHT)
     top, bottom = float(PLOT_TOP), float(height - PLOT_BOTTOM)
     parts = segments(points)
     if not parts:
-        return RateChart(width, height, left, right, top, bottom, "", "", [], [], [], [], 0, 0, 0)
+        empty_limit = LimitLine(top, limit, off_scale=True) if limit else None
+        return RateChart(
+            width, height, left, right, top, bottom, "", "", [], [], [], [], 0, 0, 0, empty_limit
+        )
     origin = parts[0].start.at
     span = max((parts[-1].end.at - origin).total_seconds(), 1e-9)
     peak = max(part.rate for part in parts)
-    top_rate = nice_ceiling(peak)
+    limit_on_scale = limit is not None and limit > 0 and limit <= LIMIT_HEADROOM * max(peak, 1.0)
+    top_rate = nice_ceiling(max(peak, limit) if limit_on_scale and limit else peak)
 
     def x_of(point: Point) -> float:
         return left + (point.at - origin).total_seconds() / span * (right - left)
@@ -214,6 +254,10 @@ def rate_chart(
         Tick(_r(left + i / (X_TICKS - 1) * (right - left)), offset_label(span * i / (X_TICKS - 1)))
         for i in range(X_TICKS)
     ]
+    line = None
+    if limit is not None and limit > 0:
+        y = _r(y_of(limit)) if limit_on_scale else top
+        line = LimitLine(y, limit, off_scale=not limit_on_scale)
     return RateChart(
         width,
         height,
@@ -230,6 +274,7 @@ def rate_chart(
         peak,
         sum(p.failed for p in parts),
         sum(p.retries for p in parts),
+        line,
     )
 
 

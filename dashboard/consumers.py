@@ -377,6 +377,8 @@ class JobConsumer(_JobPushConsumer):
         html = ""
         for name, panel in (
             ("progress", push.progress),  # first: the page's observers expect it ahead
+            ("swap", push.swap),
+            ("throttle", push.throttle),
             ("slices", push.slices),
             ("phases", push.phases),
             ("settings", push.settings),

@@ -19,7 +19,7 @@ from django.urls import Resolver404, resolve
 
 from dashboard.failures import job_failures, type_counts
 from dashboard.phases import phase_steps
-from reindexer.models import JobEvent, ReindexJob
+from reindexer.models import JobEvent, JobMode, ReindexJob
 from reindexer.permissions import can_operate
 from reindexer.presenter import JobView, present
 
@@ -82,10 +82,14 @@ class DetailPush:
     chart: str
     phases: str
     slices: str = ""
+    throttle: str = ""
+    swap: str = ""
 
     def html(self) -> str:
         return (
             self.progress
+            + self.swap
+            + self.throttle
             + self.slices
             + self.phases
             + self.settings
@@ -102,6 +106,8 @@ def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> D
     ctx = {"r": row, "oob": True}
     return DetailPush(
         progress=render_to_string("dashboard/_job_progress.html", ctx),
+        throttle=render_throttle(row, oob=True),
+        swap=render_swap(row, oob=True),
         slices=render_slices(row, oob=True),
         settings=render_settings(job, oob=True),
         timeline=render_timeline(job, oob=True),
@@ -109,6 +115,28 @@ def render_detail_push(job: ReindexJob, *, can_operate: bool | None = None) -> D
         chart=render_chart(job, oob=True),
         phases=render_phases(job, oob=True),
     )
+
+
+def render_throttle(
+    r: RowContext,
+    *,
+    oob: bool = False,
+    request: HttpRequest | None = None,
+    error: str = "",
+    value: str | None = None,
+) -> str:
+    """The detail page's rate limit and its control (id `job-throttle-<id>`); an `error` about
+    the typed `value` shows beside it."""
+    ctx = {"r": r, "oob": oob, "throttle_error": error, "throttle_value": value}
+    return render_to_string("dashboard/_job_throttle.html", ctx, request=request)
+
+
+def render_swap(r: RowContext, *, oob: bool = False, request: HttpRequest | None = None) -> str:
+    """A swap job's cutover (id `job-swap-<id>`): the alias, the verification's results, and
+    Swap and Discard while it awaits approval; nothing for any other job."""
+    if r.view.job.mode != JobMode.SWAP:
+        return ""
+    return render_to_string("dashboard/_job_swap.html", {"r": r, "oob": oob}, request=request)
 
 
 def render_slices(r: RowContext, *, oob: bool = False) -> str:
@@ -214,10 +242,13 @@ def render_job_oob(job: ReindexJob, request: HttpRequest) -> str:
         r = job_context(job, can_operate=_can_operate(request))
         return (
             render_to_string("dashboard/_job_progress.html", {"r": r, "oob": True}, request=request)
+            + render_swap(r, oob=True, request=request)
+            + render_throttle(r, oob=True, request=request)
             + render_slices(r, oob=True)
             + render_phases(job, oob=True)
             + render_settings(job, oob=True)
             + render_timeline(job, oob=True)
+            + render_chart(job, oob=True)  # the limit's line
         )
     return render_row(job, request, oob=True)
 

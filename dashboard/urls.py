@@ -1,6 +1,15 @@
 from django.urls import path
 
-from dashboard import bulk_views, failure_views, resume_views, views, worker_views
+from dashboard import (
+    alias_views,
+    bulk_views,
+    failure_views,
+    resume_views,
+    swap_views,
+    throttle_views,
+    views,
+    worker_views,
+)
 
 app_name = "dashboard"
 urlpatterns = [
@@ -13,6 +22,9 @@ urlpatterns = [
     path("jobs/<int:pk>/force-cancel/", views.job_force_cancel, name="job-force-cancel"),
     path("jobs/<int:pk>/retry-failed/", views.job_retry_failed, name="job-retry-failed"),
     path("jobs/<int:pk>/resume/", resume_views.job_resume, name="job-resume"),
+    path("jobs/<int:pk>/throttle/", throttle_views.job_throttle, name="job-throttle"),
+    path("jobs/<int:pk>/approve/", swap_views.job_approve, name="job-approve"),
+    path("jobs/<int:pk>/discard/", swap_views.job_discard, name="job-discard"),
     path("jobs/<int:pk>/failures/", failure_views.failure_list, name="failure-list"),
     path("jobs/<int:pk>/failures.csv", failure_views.failures_csv, name="failures-csv"),
     path(
@@ -27,4 +39,6 @@ urlpatterns = [
     ),
     path("workers/", worker_views.worker_list, name="worker-list"),
     path("queue/", worker_views.queue, name="queue"),
+    path("aliases/", alias_views.alias_list, name="alias-list"),
+    path("aliases/rollback/", alias_views.alias_rollback, name="alias-rollback"),
 ]

@@ -13,30 +13,43 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Model, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from reindexer import telemetry
 from reindexer.embedders import EMBEDDERS
-from reindexer.errors import SpecError
-from reindexer.jobs import cancel_job, force_cancel_job, resume_job, retry_failed
+from reindexer.errors import BackendFailed, SpecError
+from reindexer.jobs import (
+    cancel_job,
+    force_cancel_job,
+    rate_from_text,
+    resume_job,
+    retry_failed,
+    set_throttle,
+)
 from reindexer.models import (
     BATCH_COUNTERS,
+    AliasMove,
     BatchFailure,
     InvalidTransition,
     JobEvent,
+    JobStatus,
     ReindexJob,
     WorkerProcess,
 )
 from reindexer.permissions import can_operate
 from reindexer.presenter import present, status_label
 from reindexer.stores import STORES
+from reindexer.swaps.actions import approve_swap, discard_swap, rollback
 
 # A job's page shows this many of its latest failures and events; the changelists hold the rest.
 INLINE_LIMIT = 20
@@ -68,10 +81,11 @@ if TYPE_CHECKING:
     _FailureAdmin = admin.ModelAdmin[BatchFailure]
     _EventAdmin = admin.ModelAdmin[JobEvent]
     _WorkerAdmin = admin.ModelAdmin[WorkerProcess]
+    _MoveAdmin = admin.ModelAdmin[AliasMove]
 else:  # the stubs' generics are not subscriptable at run time
     _InlineFormSet = BaseInlineFormSet
     _FailureInline = _EventInline = admin.TabularInline
-    _JobAdmin = _FailureAdmin = _EventAdmin = _WorkerAdmin = admin.ModelAdmin
+    _JobAdmin = _FailureAdmin = _EventAdmin = _WorkerAdmin = _MoveAdmin = admin.ModelAdmin
 
 
 class _LatestInlineFormSet(_InlineFormSet):
@@ -209,6 +223,22 @@ class SliceFilter(admin.SimpleListFilter):
         return queryset.filter(parent__isnull=True)
 
 
+class RateLimitForm(forms.Form):
+    """The intermediate page of the "Set rate limit…" action: one rate for the jobs chosen."""
+
+    max_docs_per_second = forms.CharField(
+        label="Rate limit (docs/s)",
+        max_length=40,
+        help_text="Documents per second; 0 for no limit.",
+    )
+
+    def clean_max_docs_per_second(self) -> float | None:
+        try:
+            return rate_from_text(self.cleaned_data["max_docs_per_second"])
+        except SpecError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(ReindexJob)
 class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     class Media:
@@ -228,6 +258,7 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     # A date range, not a date_hierarchy: its month links ran a DISTINCT over every job.
     list_filter = (
         "status",
+        "mode",
         SliceFilter,
         StoreFilter,
         EmbedderFilter,
@@ -239,7 +270,15 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     show_full_result_count = False
     # Rendering a row (its checkbox widget above all) is most of the page's time.
     list_per_page = 50
-    actions = ("cancel_jobs", "force_cancel_jobs", "retry_failed_jobs", "resume_jobs")
+    actions = (
+        "cancel_jobs",
+        "force_cancel_jobs",
+        "retry_failed_jobs",
+        "resume_jobs",
+        "set_rate_limit",
+        "approve_swaps",
+        "discard_swaps",
+    )
     inlines = (JobEventInline, BatchFailureInline)
     fieldsets = (
         (None, {"fields": ("name", "status_display", "progress_display", "error")}),
@@ -254,6 +293,10 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
                     "batch_size",
                     "max_retries",
                     "max_failed_ratio",
+                    "max_docs_per_second",
+                    "mode",
+                    "approve",
+                    "cleanup",
                     "slices",
                     "parent",
                     "slice_number",
@@ -264,6 +307,7 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
                 )
             },
         ),
+        ("Swap", {"fields": ("verification_display",)}),
         (
             "Counters",
             {"fields": ("total_docs", *BATCH_COUNTERS, "checkpoint")},
@@ -319,6 +363,14 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: ReindexJob) -> str:
         return status_label(obj)
+
+    @admin.display(description="Verification")
+    def verification_display(self, obj: ReindexJob) -> str:
+        """A swap job's cutover gate, as stored; blank until it ran."""
+        if not obj.verification:
+            return "—"
+        shown = json.dumps(obj.verification, indent=2, sort_keys=True)
+        return format_html('<pre class="verification">{}</pre>', shown)
 
     @admin.display(description="Slices")
     def slices_display(self, obj: ReindexJob) -> str:
@@ -377,6 +429,138 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
                 self.message_user(request, f"#{job.pk}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"#{job.pk}: failures queued as job #{retry.pk}.")
+
+    # An intermediate form, then set_throttle for each job: never a bare save of the field.
+    @admin.action(description="Set rate limit…", permissions=["operate"])
+    def set_rate_limit(
+        self, request: HttpRequest, queryset: QuerySet[ReindexJob]
+    ) -> TemplateResponse | None:
+        form = RateLimitForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            rate = form.cleaned_data["max_docs_per_second"]
+            for job in queryset:
+                try:
+                    done = set_throttle(job, rate, user=_actor(request))
+                except InvalidTransition as exc:
+                    self.message_user(request, f"#{job.pk}: {exc}", messages.ERROR)
+                else:
+                    self.message_user(request, done.message[0].upper() + done.message[1:] + ".")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Set the rate limit",
+            "form": form,
+            "jobs": queryset,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/reindexer/reindexjob/set_rate_limit.html", context)
+
+    # A confirmation page first, then the swap action for each job awaiting approval; any other
+    # job, and a store that fails, gets its own error message.
+    @admin.action(description="Swap (approve)", permissions=["operate"])
+    def approve_swaps(
+        self, request: HttpRequest, queryset: QuerySet[ReindexJob]
+    ) -> TemplateResponse | None:
+        return self._swap_step(request, queryset, "approve_swaps", approve_swap, "swapped")
+
+    @admin.action(description="Discard", permissions=["operate"])
+    def discard_swaps(
+        self, request: HttpRequest, queryset: QuerySet[ReindexJob]
+    ) -> TemplateResponse | None:
+        return self._swap_step(request, queryset, "discard_swaps", discard_swap, "discarded")
+
+    def _swap_step(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[ReindexJob],
+        action: str,
+        act: Callable[..., ReindexJob],
+        done: str,
+    ) -> TemplateResponse | None:
+        if "apply" not in request.POST:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Swap the aliases" if action == "approve_swaps" else "Discard the swaps",
+                "action": action,
+                "jobs": queryset,
+                "awaiting": JobStatus.AWAITING_APPROVAL.value,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request, "admin/reindexer/reindexjob/confirm_swap.html", context
+            )
+        for job in queryset:
+            try:
+                act(job, user=_actor(request))
+            except (InvalidTransition, BackendFailed) as exc:
+                self.message_user(request, f"#{job.pk}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"#{job.pk}: {done} (alias {job.collection}).")
+        return None
+
+
+@admin.register(AliasMove)
+class AliasMoveAdmin(_ReadOnlyMixin, _MoveAdmin):
+    """The moves of the aliases, as swaps and rollbacks record them: to look at, never to edit."""
+
+    list_display = ("at", "store", "alias", "kind", "collection", "previous", "job_link", "actor")
+    list_filter = ("kind", StoreFilter, ("at", admin.DateFieldListFilter))
+    list_select_related = ("job",)
+    show_full_result_count = False
+    search_fields = ("alias", "collection", "previous", "actor")
+    ordering = ("-at", "-id")
+    fields = ("store", "alias", "kind", "collection", "previous", "job_link", "actor", "at")
+    readonly_fields = fields
+    actions = ("roll_back_aliases",)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return can_operate(request.user)
+
+    @admin.action(description="Roll back these aliases…", permissions=["operate"])
+    def roll_back_aliases(
+        self, request: HttpRequest, queryset: QuerySet[AliasMove]
+    ) -> TemplateResponse | None:
+        """Each chosen move's alias, once, back to what it served before its current collection
+        (as `reindex rollback`), after a confirmation page."""
+        aliases = sorted({(move.store, move.alias) for move in queryset})
+        if "apply" not in request.POST:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Roll back the aliases",
+                "aliases": aliases,
+                "moves": queryset,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request, "admin/reindexer/aliasmove/confirm_rollback.html", context
+            )
+        for store, alias in aliases:
+            try:
+                move = rollback(store, alias, user=_actor(request))
+            except (InvalidTransition, BackendFailed, SpecError) as exc:
+                self.message_user(request, f"Alias {alias} ({store}): {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Alias {alias} ({store}) rolled back: it serves {move.collection} again"
+                    f" (was {move.previous}).",
+                )
+        return None
+
+    @admin.display(description="Job", ordering="job")
+    def job_link(self, obj: AliasMove) -> str:
+        if obj.job_id is None:
+            return "—"
+        url = reverse("admin:reindexer_reindexjob_change", args=[obj.job_id])
+        return format_html(
+            '<a href="{}">#{} {}</a>', url, obj.job_id, obj.job.name if obj.job else ""
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
 
 
 def _by_job_first(request: HttpRequest, by_job: tuple[str, ...]) -> tuple[str, ...]:

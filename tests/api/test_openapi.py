@@ -25,7 +25,12 @@ OPERATIONS = {
     ("post", "/api/jobs/{job_id}/cancel/"),
     ("post", "/api/jobs/{job_id}/resume/"),
     ("post", "/api/jobs/{job_id}/retry-failed/"),
+    ("post", "/api/jobs/{job_id}/throttle/"),
     ("get", "/api/jobs/{job_id}/failures/"),
+    ("post", "/api/jobs/{job_id}/approve/"),
+    ("post", "/api/jobs/{job_id}/discard/"),
+    ("get", "/api/aliases/"),
+    ("post", "/api/aliases/rollback/"),
 }
 
 
@@ -53,7 +58,12 @@ def test_schema__is_openapi_3_with_every_operation(schema: dict[str, Any]) -> No
 def test_schema__create_takes_the_job_spec_with_its_bounds(schema: dict[str, Any]) -> None:
     body = schema["paths"]["/api/jobs/"]["post"]["requestBody"]["content"]["application/json"]
     spec = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]]
-    assert spec == JobSpec.model_json_schema()
+    expected = JobSpec.model_json_schema()
+    # django-ninja leaves out a default of null; an absent default means the same to a client.
+    for field in expected["properties"].values():
+        if "default" in field and field["default"] is None:
+            del field["default"]
+    assert spec == expected
     assert spec["properties"]["batch_size"]["maximum"] == 10_000
     job = schema["components"]["schemas"]["Job"]
     assert set(job["required"]) == set(job["properties"]) >= set(JobSpec.model_fields)

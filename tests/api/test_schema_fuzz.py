@@ -82,7 +82,7 @@ def test_every_operation_answers_as_documented(
     api_schema: schemathesis.BaseSchema, operator_token: str, mode: GenerationMode
 ) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 7, [op.label for op in operations]
+    assert len(operations) == 12, [op.label for op in operations]
     for operation in operations:
         check = settings(
             max_examples=MAX_EXAMPLES,
