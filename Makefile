@@ -69,6 +69,9 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/slices.py
 	$(BIN)/python bench/pickup.py
 	env -u DATABASE_URL HF_HUB_OFFLINE=1 $(BIN)/python bench/pipeline.py
+	env -u DATABASE_URL $(BIN)/python bench/incremental_rerun.py
+	env -u DATABASE_URL $(BIN)/python bench/throttle.py
+	env -u DATABASE_URL $(BIN)/python bench/swap_availability.py
 	env -u DATABASE_URL $(BIN)/python bench/pages.py
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/reindexer_bench $(BIN)/python bench/pages.py
 	env -u DATABASE_URL $(BIN)/python bench/list_queries.py
