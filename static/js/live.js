@@ -71,10 +71,12 @@
   };
   const swapPush = (message) => htmx.swap(document.body, message, { swapStyle: "none" });
 
-  // A push that lands while a request sent from inside the live panels is on its way replaces the
-  // element that sent it; htmx then looks for the answer's out-of-band ids under that detached
-  // element, finds none (htmx:oobErrorNoTarget) and drops the answer and its message. So pushes
-  // wait for the answer, then follow it in the order they came (the newest state last).
+  // A push that lands while a request sent from a pushed panel is on its way replaces the element
+  // that sent it; htmx then looks for the answer's out-of-band ids under that detached element,
+  // finds none (htmx:oobErrorNoTarget) and drops the answer and its message. So pushes wait for
+  // the answer, then follow it in the order they came (the newest state last). Any request
+  // counts: panels are pushed from outside the socket's element too (a job's Cutover and
+  // Throttle cards beside its live block).
   let inFlight = 0;
   let held = [];
 
@@ -92,7 +94,7 @@
   document.addEventListener("htmx:beforeRequest", (event) => {
     const sender = event.target;
     const xhr = event.detail && event.detail.xhr;
-    if (!(sender instanceof Element) || !sender.closest("[ws-connect]") || !xhr) return;
+    if (!(sender instanceof Element) || !xhr) return;
     inFlight += 1;
     // After htmx's own load handler has swapped the answer (and also on error or abort).
     xhr.addEventListener("loadend", release, { once: true });
