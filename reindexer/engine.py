@@ -808,7 +808,10 @@ class JobRunner:
             return Outcome.AWAITING_APPROVAL
         self._phases.enter(Phase.SWAPPING)
         self._end_heartbeats()
-        cutover.swap(job, self.worker_id, token=self.token)
+        try:
+            cutover.swap(job, self.worker_id, token=self.token)
+        except cutover.AliasMoved as exc:
+            return self._fail(f"cutover refused: {exc}")
         return Outcome.COMPLETED
 
     def _source_retries_counted(

@@ -208,6 +208,26 @@ class JobSpec(BaseModel):
             )
         return value
 
+    @field_validator("mode")
+    @classmethod
+    def _reads_not_what_it_writes(cls, value: str, info: ValidationInfo) -> str:
+        """A collection source may feed a swap into its own alias (the migration), but a job
+        that writes in place must not read the collection it writes."""
+        source, store = info.data.get("source"), info.data.get("store")
+        collection = info.data.get("collection")
+        if value == "swap" or source is None or store is None or collection is None:
+            return value  # an invalid source, store or collection is reported already
+        # Imported here: the sources import the stores, which import this module's limits.
+        from reindexer.content_hashes import store_identity
+        from reindexer.sources.collection import refers_to
+
+        if refers_to(source, store_identity(store), collection):
+            _refuse(
+                f"{source} is the collection this job writes ({collection}): a job cannot read"
+                " the collection it writes; use --mode swap to rebuild it into a fresh one"
+            )
+        return value
+
     @field_validator("cleanup")
     @classmethod
     def _swap_needs_no_cleanup(cls, value: str, info: ValidationInfo) -> str:

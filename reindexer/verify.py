@@ -6,10 +6,10 @@ from collections import Counter
 from typing import Any
 
 from reindexer.documents import Document
-from reindexer.embedders import open_embedder
 from reindexer.models import BatchFailure, ReindexJob
 from reindexer.sources import open_source
-from reindexer.stores import open_store
+from reindexer.stores import store_backend
+from reindexer.swaps.names import build_collection
 
 SAMPLE_SIZE = 20
 
@@ -43,11 +43,15 @@ def verify_job(job: ReindexJob) -> dict[str, Any]:
     finally:
         reader.close()
 
-    store = open_store(job.store, job.collection, open_embedder(job.embedder).dimensions)
-    try:
-        stored = Counter(store.ids())
-    finally:
-        store.close()
+    # The collection the job wrote (a swap job's own ALIAS__<job id>, not what its alias serves),
+    # read as it is: verifying never creates a collection, and one that is gone holds nothing.
+    store = store_backend(job.store).open_existing(build_collection(job))
+    stored: Counter[str] = Counter()
+    if store is not None:
+        try:
+            stored = Counter(store.ids())
+        finally:
+            store.close()
 
     recorded: set[str] = set()
     failures = BatchFailure.objects.unresolved().filter(job_id__in=_job_family(job))

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from reindexer.models import (
     AliasMove,
@@ -16,12 +17,14 @@ from reindexer.models import (
     EventKind,
     InvalidTransition,
     JobMode,
+    JobPhase,
     JobStatus,
     LeaseLost,
+    Phase,
     ReindexJob,
 )
 from reindexer.stores import store_backend
-from reindexer.swaps.names import build_collection, store_key
+from reindexer.swaps.names import build_collection, serving, store_key
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,21 @@ def moved_detail(alias: str, collection: str, previous: str | None) -> str:
     return f"alias {alias} now serves {collection} ({was})"
 
 
+class AliasMoved(InvalidTransition):
+    """The alias serves another collection than when the job was verified (another swap or a
+    rollback came first): the gate's count no longer applies, so the alias is not moved."""
+
+
+def _check_unmoved(job: ReindexJob, now: str | None, built: str) -> None:
+    verified = job.verification.get("previous")
+    # `built`: the move was made already (a retried commit), and is made again harmlessly.
+    if now not in (verified, built):
+        raise AliasMoved(
+            f"job {job.pk} cannot be swapped: alias {job.collection} serves {now} now, not"
+            f" {verified or 'nothing'} as when the job was verified; start a new swap"
+        )
+
+
 def swap(job: ReindexJob, actor: str, *, token: uuid.UUID | None = None) -> AliasMove:
     """Point the job's alias at the collection it built, record the move, and complete the job:
     the running job `token` holds (--approve auto), or, without a token, a job awaiting
@@ -58,6 +76,9 @@ def swap(job: ReindexJob, actor: str, *, token: uuid.UUID | None = None) -> Alia
             .exists()
         ):
             raise InvalidTransition(f"job {job.pk} is no longer awaiting approval")
+        # Checked with the row held, so no other Swap of this job can slip in between; the
+        # gate compared the count with what the alias served then.
+        _check_unmoved(job, serving(backend, job.collection), collection)
         previous = backend.point_alias(job.collection, collection)
         move = AliasMove.objects.create(
             store=store_key(job.store),
@@ -72,8 +93,20 @@ def swap(job: ReindexJob, actor: str, *, token: uuid.UUID | None = None) -> Alia
         if token is not None:
             job.complete(token, actor)
         else:
+            _swapping_phase(job, f"approved by {actor}")
             job.end_awaiting(JobStatus.COMPLETED, actor, EventKind.COMPLETED, f"swapped by {actor}")
     return move
+
+
+def _swapping_phase(job: ReindexJob, detail: str) -> None:
+    """An approved swap's last phase, in the step tree and `phase` as an automatic one's: the
+    operator's Swap is the swapping, done in the same transaction."""
+    now = timezone.now()
+    JobPhase.objects.update_or_create(
+        job=job, name=Phase.SWAPPING, defaults={"started_at": now, "detail": detail}
+    )
+    ReindexJob.objects.filter(pk=job.pk).update(phase=Phase.SWAPPING, updated_at=Now())
+    job.phase = Phase.SWAPPING
 
 
 def drop_built(job: ReindexJob, actor: str, why: str) -> bool:

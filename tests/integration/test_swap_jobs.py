@@ -64,6 +64,16 @@ def swap_job(make_job: MakeJob, data_dir: Path, prefix: str, n: int, **fields: A
     return make_job(source, mode="swap", **fields)
 
 
+def run_swap(
+    make_job: MakeJob, data_dir: Path, run: Run, prefix: str, n: int, **fields: Any
+) -> ReindexJob:
+    """A swap job run by the burst worker to its end (or to its wait for approval), re-read."""
+    job = swap_job(make_job, data_dir, prefix, n, **fields)
+    run()
+    job.refresh_from_db()
+    return job
+
+
 def reader_ids(store: str = "sqlite-vec", alias: str = ALIAS) -> tuple[int, set[str]]:
     """What a reader of the alias sees: its count, and the prefixes of a search's ids."""
     opened = store_backend(store).open(alias, DIMS)
@@ -87,9 +97,7 @@ def cli(*args: str) -> str:
 def test_swap__first_swap_builds_its_own_collection_and_creates_the_alias(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    job = swap_job(make_job, data_dir, "old", 60)
-    run_burst_worker()
-    job.refresh_from_db()
+    job = run_swap(make_job, data_dir, run_burst_worker, "old", 60)
 
     assert job.status == JobStatus.COMPLETED, job.error
     built = f"{ALIAS}__{job.pk}"
@@ -130,11 +138,8 @@ def test_swap__first_swap_builds_its_own_collection_and_creates_the_alias(
 def test_swap__second_swap_moves_the_alias_on_and_keeps_the_first_collection(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    first = swap_job(make_job, data_dir, "old", 60)
-    run_burst_worker()
-    second = swap_job(make_job, data_dir, "new", 55)
-    run_burst_worker()
-    second.refresh_from_db()
+    first = run_swap(make_job, data_dir, run_burst_worker, "old", 60)
+    second = run_swap(make_job, data_dir, run_burst_worker, "new", 55)
 
     assert second.status == JobStatus.COMPLETED, second.error
     v = second.verification
@@ -155,11 +160,8 @@ def test_swap__second_swap_moves_the_alias_on_and_keeps_the_first_collection(
 def test_swap__manual_approval_waits_without_a_lease_then_swaps_on_approve(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    first = swap_job(make_job, data_dir, "old", 40)
-    run_burst_worker()
-    job = swap_job(make_job, data_dir, "new", 40, approve="manual")
-    run_burst_worker()
-    job.refresh_from_db()
+    first = run_swap(make_job, data_dir, run_burst_worker, "old", 40)
+    job = run_swap(make_job, data_dir, run_burst_worker, "new", 40, approve="manual")
 
     assert job.status == JobStatus.AWAITING_APPROVAL
     assert (job.lease_token, job.worker, job.finished_at) == (None, "", None)
@@ -184,6 +186,12 @@ def test_swap__manual_approval_waits_without_a_lease_then_swaps_on_approve(
     assert job.status == JobStatus.COMPLETED and job.finished_at is not None
     assert reader_ids() == (40, {"new"})
     assert kinds(job)[-3:] == ["awaiting_approval", "swapped", "completed"]
+    # The operator's Swap is the job's last phase, ended with it, as an automatic swap's is.
+    assert job.phase == "swapping"
+    phases = list(job.phases.order_by("started_at", "id").values_list("name", "detail"))
+    assert [name for name, _ in phases][-2:] == ["verifying", "swapping"]
+    assert phases[-1][1] == "approved by cli"
+    assert not job.phases.filter(finished_at__isnull=True).exists()
     with pytest.raises(CommandError, match="only a swap job awaiting approval can be"):
         cli("approve", str(job.pk))
 
@@ -191,11 +199,9 @@ def test_swap__manual_approval_waits_without_a_lease_then_swaps_on_approve(
 def test_swap__discard_drops_what_the_job_built_and_leaves_the_alias(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    first = swap_job(make_job, data_dir, "old", 30)
-    run_burst_worker()
+    first = run_swap(make_job, data_dir, run_burst_worker, "old", 30)
     job = swap_job(make_job, data_dir, "new", 30, approve="manual")
-    other = swap_job(make_job, data_dir, "new", 31, approve="manual")
-    run_burst_worker()
+    other = run_swap(make_job, data_dir, run_burst_worker, "new", 31, approve="manual")
     backend = store_backend("sqlite-vec")
     assert backend.physical_collections(ALIAS) == [
         f"{ALIAS}__{first.pk}",
@@ -220,11 +226,8 @@ def test_swap__discard_drops_what_the_job_built_and_leaves_the_alias(
 def test_swap__a_count_outside_the_error_budget_fails_the_gate_and_drops_the_collection(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    first = swap_job(make_job, data_dir, "old", 60)
-    run_burst_worker()
-    shrunk = swap_job(make_job, data_dir, "new", 30)
-    run_burst_worker()
-    shrunk.refresh_from_db()
+    first = run_swap(make_job, data_dir, run_burst_worker, "old", 60)
+    shrunk = run_swap(make_job, data_dir, run_burst_worker, "new", 30)
 
     assert shrunk.status == JobStatus.FAILED
     assert shrunk.error == (
@@ -266,9 +269,7 @@ def blind_store() -> Iterator[str]:
 def test_swap__a_canary_that_cannot_find_its_documents_fails_the_gate(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run, blind_store: str
 ) -> None:
-    job = swap_job(make_job, data_dir, "old", 100, store=blind_store)
-    run_burst_worker()
-    job.refresh_from_db()
+    job = run_swap(make_job, data_dir, run_burst_worker, "old", 100, store=blind_store)
 
     assert job.status == JobStatus.FAILED
     canary = job.verification["canary"]
@@ -287,8 +288,7 @@ def test_swap__a_canary_that_cannot_find_its_documents_fails_the_gate(
 def test_swap__a_cancel_mid_write_drops_the_partial_collection(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    first = swap_job(make_job, data_dir, "old", 30)
-    run_burst_worker()
+    first = run_swap(make_job, data_dir, run_burst_worker, "old", 30)
     job = swap_job(make_job, data_dir, "new", 200)
 
     def cancel_after_first_batch(sender: object, *, job: ReindexJob, **_: Any) -> None:
@@ -374,18 +374,15 @@ def test_rollback__errors_are_one_line_on_stderr_with_exit_code_1(
     assert "unknown store 'nope'" in bad_store.stderr
     negative = processes.run("reindex", "prune", ALIAS, "--keep", "-1")
     assert negative.returncode == 1
-    assert "keep must be 0 or more, got -1" in negative.stderr
+    assert "keep must be from 0 to 1000, got -1" in negative.stderr
 
 
 def test_approve__refused_once_the_alias_moved_since_the_verification(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    swap_job(make_job, data_dir, "old", 20)
-    run_burst_worker()
-    waiting = swap_job(make_job, data_dir, "new", 20, approve="manual")
-    run_burst_worker()
-    later = swap_job(make_job, data_dir, "new", 21)
-    run_burst_worker()
+    run_swap(make_job, data_dir, run_burst_worker, "old", 20)
+    waiting = run_swap(make_job, data_dir, run_burst_worker, "new", 20, approve="manual")
+    later = run_swap(make_job, data_dir, run_burst_worker, "new", 21)
 
     with pytest.raises(InvalidTransition, match=f"serves {ALIAS}__{later.pk} now, not"):
         approve_swap(waiting)
@@ -397,8 +394,7 @@ def test_approve__refused_once_the_alias_moved_since_the_verification(
 def test_approve__a_store_error_leaves_the_job_awaiting(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    job = swap_job(make_job, data_dir, "old", 20, approve="manual")
-    run_burst_worker()
+    job = run_swap(make_job, data_dir, run_burst_worker, "old", 20, approve="manual")
     backend = store_backend("sqlite-vec")
     built = f"{ALIAS}__{job.pk}"
     Path(backend.location(built)).unlink()  # the store now refuses to point the alias at it
@@ -431,9 +427,9 @@ def test_force_cancel__drops_the_collection_a_dead_worker_was_building(
 def test_swap__failed_documents_are_not_missing_and_retry_into_the_built_collection(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    job = swap_job(make_job, data_dir, "old", 40, store="flaky(sqlite-vec,poison=old-00003)")
-    run_burst_worker()
-    job.refresh_from_db()
+    job = run_swap(
+        make_job, data_dir, run_burst_worker, "old", 40, store="flaky(sqlite-vec,poison=old-00003)"
+    )
     assert (job.status, job.failed_docs) == (JobStatus.COMPLETED, 1), job.error
     assert (job.verification["missing"], job.verification["count"]) == (0, 39)
     assert reader_ids() == (39, {"old"})
@@ -447,8 +443,7 @@ def test_swap__failed_documents_are_not_missing_and_retry_into_the_built_collect
 def test_status__a_job_awaiting_approval_is_labelled_so(
     make_job: MakeJob, data_dir: Path, run_burst_worker: Run
 ) -> None:
-    job = swap_job(make_job, data_dir, "old", 10, approve="manual")
-    run_burst_worker()
+    job = run_swap(make_job, data_dir, run_burst_worker, "old", 10, approve="manual")
     view = present(ReindexJob.objects.get(pk=job.pk))
     assert (view.label, view.can_approve, view.can_discard, view.can_cancel) == (
         "awaiting approval",
@@ -465,9 +460,7 @@ def test_swap__adopts_a_collection_reindexed_in_place_before_as_its_base(
     run_burst_worker()
     in_place.refresh_from_db()
     assert in_place.status == JobStatus.COMPLETED
-    job = swap_job(make_job, data_dir, "new", 29)
-    run_burst_worker()
-    job.refresh_from_db()
+    job = run_swap(make_job, data_dir, run_burst_worker, "new", 29)
 
     assert job.status == JobStatus.COMPLETED, job.error
     v = job.verification
@@ -514,3 +507,75 @@ def test_swap__from_the_command_line_with_a_worker_subprocess(
         f"CommandError: job {job_id} cannot be discarded: it is completed; only a swap job"
         " awaiting approval can be\n",
     )
+
+
+def test_verify__a_swap_job_awaiting_approval_is_verified_on_its_own_collection(
+    make_job: MakeJob, data_dir: Path, run_burst_worker: Run
+) -> None:
+    job = run_swap(make_job, data_dir, run_burst_worker, "new", 30, approve="manual")
+    backend = store_backend("sqlite-vec")
+    assert backend.alias_target(ALIAS) is None and not backend.exists(ALIAS)
+
+    report = json.loads(cli("verify", str(job.pk), "--json"))
+    assert (report["source_docs"], report["in_store"], report["missing"]) == (30, 30, 0)
+    # Verifying created nothing: the first swap still finds the alias free, and approves.
+    assert not backend.exists(ALIAS)
+    approve_swap(job)
+    assert backend.alias_target(ALIAS) == f"{ALIAS}__{job.pk}"
+
+
+def test_verify__a_discarded_swap_reports_its_documents_missing_and_creates_nothing(
+    make_job: MakeJob, data_dir: Path, run_burst_worker: Run
+) -> None:
+    job = run_swap(make_job, data_dir, run_burst_worker, "new", 12, approve="manual")
+    cli("discard", str(job.pk))
+    with pytest.raises(CommandError, match=f"job {job.pk} does not verify: 12 missing"):
+        cli("verify", str(job.pk), "--json")
+    backend = store_backend("sqlite-vec")
+    assert not backend.exists(f"{ALIAS}__{job.pk}") and not backend.exists(ALIAS)
+
+
+class MeddlingStore(DelegatingStore):
+    """A store whose first search (the canary's) lets another swap move the alias first."""
+
+    def __init__(self, inner: VectorStore, meddle: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.meddle = meddle
+
+    def search(self, vector: Any, k: int = 10) -> list[Hit]:
+        self.meddle()
+        return self.inner.search(vector, k)
+
+
+def test_swap__an_alias_moved_between_the_gate_and_the_cutover_is_left_alone(
+    make_job: MakeJob, data_dir: Path, run_burst_worker: Run
+) -> None:
+    first = run_swap(make_job, data_dir, run_burst_worker, "old", 20, approve="manual")
+    approved: list[ReindexJob] = []
+
+    def approve_first_once() -> None:
+        if not approved:
+            approved.append(approve_swap(first, actor="ops"))
+
+    class MeddlingBackend(DelegatingBackend):
+        def open(self, collection: str, dimensions: int) -> VectorStore:
+            return MeddlingStore(self.inner.open(collection, dimensions), approve_first_once)
+
+    STORES.register("meddling-sqlite-vec", NoOptions, lambda _: MeddlingBackend(SqliteVecBackend()))
+    try:
+        second = run_swap(
+            make_job, data_dir, run_burst_worker, "new", 20, store="meddling-sqlite-vec"
+        )
+    finally:
+        STORES.unregister("meddling-sqlite-vec")
+
+    assert approved and approved[0].status == JobStatus.COMPLETED
+    assert second.status == JobStatus.FAILED
+    assert second.error == (
+        f"cutover refused: job {second.pk} cannot be swapped: alias {ALIAS} serves"
+        f" {ALIAS}__{first.pk} now, not nothing as when the job was verified; start a new swap"
+    )
+    backend = store_backend("sqlite-vec")
+    assert backend.alias_target(ALIAS) == f"{ALIAS}__{first.pk}"  # the approved swap stands
+    assert not backend.exists(f"{ALIAS}__{second.pk}")  # the refused one's collection is gone
+    assert list(AliasMove.objects.values_list("job_id", flat=True)) == [first.pk]

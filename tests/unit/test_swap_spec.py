@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from reindexer.documents import Document
 from reindexer.specs import InvalidSpec, JobSpec
+from reindexer.stores import store_backend
 
 
 @pytest.fixture
@@ -65,3 +68,38 @@ def test_swap_spec__refuses_an_alias_that_cannot_take_a_job_id(
 ) -> None:
     found = errors(source=source, mode="swap", collection=collection)
     assert list(found) == ["mode"] and why in found["mode"][0], found
+
+
+def _collection(name: str, store: str = "sqlite-vec") -> None:
+    """A real collection of one document, for a `collection:` source to read."""
+    opened = store_backend(store).open(name, 4)
+    try:
+        opened.upsert([Document("a", "a", {})], np.ones((1, 4), dtype=np.float32))
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+def test_spec__refuses_a_job_reading_the_collection_it_writes(data_dir: Path, mode: str) -> None:
+    _collection("docs")
+    for store in ("sqlite-vec", "flaky(sqlite-vec,transient=0.1)"):
+        assert errors(
+            source="collection:sqlite-vec/docs", store=store, collection="docs", mode=mode
+        ) == {
+            "mode": [
+                "collection:sqlite-vec/docs is the collection this job writes (docs): a job"
+                " cannot read the collection it writes; use --mode swap to rebuild it into a"
+                " fresh one"
+            ]
+        }
+
+
+def test_spec__a_swap_may_rebuild_its_alias_from_itself_and_a_copy_may_read_another(
+    data_dir: Path,
+) -> None:
+    _collection("docs")
+    rebuilt = JobSpec.parse(
+        {"source": "collection:sqlite-vec/docs", "collection": "docs", "mode": "swap"}
+    )
+    copied = JobSpec.parse({"source": "collection:sqlite-vec/docs", "collection": "copy"})
+    assert (rebuilt.mode, copied.collection) == ("swap", "copy")
