@@ -32,6 +32,8 @@ from dashboard.api_schemas import (
     AliasOut,
     FailureOut,
     JobOut,
+    PruneBody,
+    PrunedOut,
     RollbackBody,
     RolledBackOut,
     SpecBody,
@@ -53,6 +55,7 @@ from reindexer.jobs import (
 )
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.presenter import job_status
+from reindexer.stores import store_backend
 from reindexer.swaps import actions as swaps
 from reindexer.swaps.overview import AliasView, alias_view, aliases
 
@@ -340,3 +343,21 @@ def rollback(request: HttpRequest, body: RollbackBody) -> dict[str, Any]:
         f"alias {body.alias}: rolled back from {move.previous or 'nothing'} to {move.collection}"
     )
     return {"alias": alias_out(alias_view(body.store, body.alias)), "message": message}
+
+
+@api.post(
+    "/aliases/prune/",
+    auth=operators,
+    response={200: PrunedOut, **errors(400, 401, 403, STORE_FAILED)},
+    url_name="alias-prune",
+)
+def prune(request: HttpRequest, body: PruneBody) -> dict[str, Any]:
+    """Drop an alias's physical collections but its newest `keep`, the one it serves and those
+    of swap jobs under way (as `reindex prune`); a dropped collection cannot be rolled back to.
+    `dropped` is oldest first; `kept` is what the alias has left."""
+    try:
+        dropped = swaps.prune(body.store, body.alias, body.keep, user=caller(request))
+        kept = store_backend(body.store).physical_collections(body.alias)
+    except BackendFailed as exc:
+        raise _store_failed(exc) from exc
+    return {"store": body.store, "alias": body.alias, "dropped": dropped, "kept": kept}

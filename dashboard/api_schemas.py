@@ -26,6 +26,7 @@ from reindexer.jobs import RATE_FIELD, checked_rate
 from reindexer.models import AliasMove, AliasMoveKind, BatchFailure, JobStatus, Phase, ReindexJob
 from reindexer.presenter import job_status
 from reindexer.specs import COLLECTION_MAX, MAX_DOCS_PER_SECOND, STORE_MAX, JobSpec
+from reindexer.swaps.actions import MAX_KEEP
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
@@ -280,13 +281,12 @@ class RollbackIn(BaseModel):
     alias: str = Field(min_length=1, max_length=COLLECTION_MAX, description="The alias.")
 
 
-def _parse_rollback(value: Any, handler: ValidatorFunctionWrapHandler) -> RollbackIn:
-    # Our own refusals rather than the handler's: every problem named with its field.
-    if not isinstance(value, dict):
-        raise ApiError(400, NOT_AN_OBJECT)
+def _alias_problems(value: dict[Any, Any], expected: tuple[str, ...]) -> list[FieldProblem]:
+    """The unknown fields of an alias action's body, and any problem with its store and alias."""
+    listed = ", ".join(expected)
     problems = [
-        FieldProblem(str(name)[:80], f"unknown field {str(name)[:80]!r}; expected store, alias")
-        for name in sorted(set(value) - {"store", "alias"}, key=str)
+        FieldProblem(str(name)[:80], f"unknown field {str(name)[:80]!r}; expected {listed}")
+        for name in sorted(set(value) - set(expected), key=str)
     ]
     for name, limit in (("store", STORE_MAX), ("alias", COLLECTION_MAX)):
         given = value.get(name)
@@ -296,6 +296,14 @@ def _parse_rollback(value: Any, handler: ValidatorFunctionWrapHandler) -> Rollba
             problems.append(FieldProblem(name, f"{name} must be at most {limit} characters"))
         elif "\x00" in given:
             problems.append(FieldProblem(name, f"{name} must not contain NUL characters"))
+    return problems
+
+
+def _parse_rollback(value: Any, handler: ValidatorFunctionWrapHandler) -> RollbackIn:
+    # Our own refusals rather than the handler's: every problem named with its field.
+    if not isinstance(value, dict):
+        raise ApiError(400, NOT_AN_OBJECT)
+    problems = _alias_problems(value, ("store", "alias"))
     if problems:
         raise ApiError.invalid(problems)
     return RollbackIn.model_construct(store=value["store"], alias=value["alias"])
@@ -310,6 +318,60 @@ class RolledBackOut(BaseModel):
 
     alias: AliasOut
     message: str
+
+
+class PruneIn(BaseModel):
+    """The body of POST /api/aliases/prune/."""
+
+    model_config = ConfigDict(extra="forbid", title="Prune")
+
+    store: str = Field(min_length=1, max_length=STORE_MAX, description="The store spec.")
+    alias: str = Field(min_length=1, max_length=COLLECTION_MAX, description="The alias.")
+    keep: int = Field(
+        ge=0,
+        le=MAX_KEEP,
+        description="How many of its newest physical collections to keep, besides the one it"
+        " serves and those of swaps under way.",
+        examples=[1],
+    )
+
+
+def _keep_problem(given: Any) -> FieldProblem | None:
+    # bool is an int to Python, never a count to a caller.
+    if given is None:
+        return FieldProblem("keep", f"keep is required: a whole number from 0 to {MAX_KEEP}")
+    if isinstance(given, bool) or not isinstance(given, int):
+        return FieldProblem("keep", f"keep must be a whole number, got {str(given)[:80]!r}")
+    if not 0 <= given <= MAX_KEEP:
+        return FieldProblem("keep", f"keep must be between 0 and {MAX_KEEP}, got {str(given)[:80]}")
+    return None
+
+
+def _parse_prune(value: Any, handler: ValidatorFunctionWrapHandler) -> PruneIn:
+    if not isinstance(value, dict):
+        raise ApiError(400, NOT_AN_OBJECT)
+    problems = _alias_problems(value, ("store", "alias", "keep"))
+    keep = _keep_problem(value.get("keep"))
+    if keep is not None:
+        problems.append(keep)
+    if problems:
+        raise ApiError.invalid(problems)
+    return PruneIn.model_construct(store=value["store"], alias=value["alias"], keep=value["keep"])
+
+
+# The body of POST /api/aliases/prune/: documented as PruneIn, checked by _parse_prune.
+PruneBody = Annotated[PruneIn, WrapValidator(_parse_prune)]
+
+
+class PrunedOut(BaseModel):
+    """What a prune dropped, and the physical collections the alias has left."""
+
+    store: str
+    alias: str
+    dropped: Annotated[list[str], Field(description="The collections dropped, oldest first.")]
+    kept: Annotated[
+        list[str], Field(description="Its physical collections left, served one included.")
+    ]
 
 
 # The failure's columns that FailureOut reads.

@@ -41,4 +41,5 @@ urlpatterns = [
     path("queue/", worker_views.queue, name="queue"),
     path("aliases/", alias_views.alias_list, name="alias-list"),
     path("aliases/rollback/", alias_views.alias_rollback, name="alias-rollback"),
+    path("aliases/prune/", alias_views.alias_prune, name="alias-prune"),
 ]

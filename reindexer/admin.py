@@ -49,10 +49,12 @@ from reindexer.models import (
 from reindexer.permissions import can_operate
 from reindexer.presenter import present, status_label
 from reindexer.stores import STORES
-from reindexer.swaps.actions import approve_swap, discard_swap, rollback
+from reindexer.swaps.actions import MAX_KEEP, approve_swap, discard_swap, prune, rollback
 
 # A job's page shows this many of its latest failures and events; the changelists hold the rest.
 INLINE_LIMIT = 20
+
+# The most collections the "Prune these aliases…" action may keep (the API's bound too).
 
 # The query parameter of the failures and events changelists that narrows them to one job.
 JOB_FILTER = "job__exact"
@@ -501,6 +503,19 @@ class ReindexJobAdmin(_ReadOnlyMixin, _JobAdmin):
         return None
 
 
+class PruneForm(forms.Form):
+    """The intermediate page of the "Prune these aliases…" action: how many collections to keep."""
+
+    keep = forms.IntegerField(
+        label="Keep the newest",
+        min_value=0,
+        max_value=MAX_KEEP,
+        initial=1,
+        help_text="Physical collections per alias, besides the one it serves and those of swaps"
+        " under way.",
+    )
+
+
 @admin.register(AliasMove)
 class AliasMoveAdmin(_ReadOnlyMixin, _MoveAdmin):
     """The moves of the aliases, as swaps and rollbacks record them: to look at, never to edit."""
@@ -513,7 +528,7 @@ class AliasMoveAdmin(_ReadOnlyMixin, _MoveAdmin):
     ordering = ("-at", "-id")
     fields = ("store", "alias", "kind", "collection", "previous", "job_link", "actor", "at")
     readonly_fields = fields
-    actions = ("roll_back_aliases",)
+    actions = ("roll_back_aliases", "prune_aliases")
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return can_operate(request.user)
@@ -547,6 +562,39 @@ class AliasMoveAdmin(_ReadOnlyMixin, _MoveAdmin):
                     request,
                     f"Alias {alias} ({store}) rolled back: it serves {move.collection} again"
                     f" (was {move.previous}).",
+                )
+        return None
+
+    # A form first (how many to keep), then prune once for each alias of the chosen moves.
+    @admin.action(description="Prune these aliases…", permissions=["operate"])
+    def prune_aliases(
+        self, request: HttpRequest, queryset: QuerySet[AliasMove]
+    ) -> TemplateResponse | None:
+        """Drop each chosen move's alias's physical collections but its newest `keep` (as
+        `reindex prune`), after a page that asks how many to keep."""
+        aliases = sorted({(move.store, move.alias) for move in queryset})
+        form = PruneForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Prune the aliases",
+                "form": form,
+                "aliases": aliases,
+                "moves": queryset,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/reindexer/aliasmove/prune.html", context)
+        keep = form.cleaned_data["keep"]
+        for store, alias in aliases:
+            try:
+                dropped = prune(store, alias, keep, user=_actor(request))
+            except (BackendFailed, SpecError, ValueError) as exc:
+                self.message_user(request, f"Alias {alias} ({store}): {exc}", messages.ERROR)
+            else:
+                done = f"dropped {', '.join(dropped)}" if dropped else "nothing to drop"
+                self.message_user(
+                    request, f"Alias {alias} ({store}) pruned, keeping the newest {keep}: {done}."
                 )
         return None
 

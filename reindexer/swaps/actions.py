@@ -25,7 +25,7 @@ from reindexer.stores import store_backend
 from reindexer.stores.aliases import SEPARATOR
 from reindexer.swaps import cutover
 from reindexer.swaps.history import earlier, moves_of
-from reindexer.swaps.names import build_collection, serving, store_key
+from reindexer.swaps.names import build_collection, store_key
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,7 @@ def approve_swap(
     (BackendFailed) leaves the job awaiting, and is raised."""
     job = _awaiting(job, "swapped")
     who = actor or actor_name(user)
-    verified = job.verification.get("previous")
-    now = serving(store_backend(job.store), job.collection)
-    if now not in (verified, build_collection(job)):
-        raise InvalidTransition(
-            f"job {job.pk} cannot be swapped: alias {job.collection} serves {now} now, not"
-            f" {verified or 'nothing'} as when the job was verified; discard it and start a"
-            " new swap"
-        )
-    cutover.swap(job, who)
+    cutover.swap(job, who)  # AliasMoved (an InvalidTransition) if the alias moved meanwhile
     announce(job.pk)
     job.refresh_from_db()
     return job
@@ -125,6 +117,10 @@ def _job_of(alias: str, name: str) -> ReindexJob | None:
     return ReindexJob.objects.filter(pk=int(suffix)).first() if suffix.isdigit() else None
 
 
+# The most physical collections `prune --keep` may keep: past it, a typo rather than a choice.
+MAX_KEEP = 1000
+
+
 def prune(
     store: str,
     alias: str,
@@ -135,9 +131,9 @@ def prune(
 ) -> list[str]:
     """Drop `alias`'s physical collections but its newest `keep` and the one it serves (and
     those of swap jobs still under way); the names dropped, oldest first. ValueError for a
-    negative `keep`, SpecError for a bad store spec."""
-    if keep < 0:
-        raise ValueError(f"keep must be 0 or more, got {keep}")
+    `keep` outside 0 to MAX_KEEP, SpecError for a bad store spec."""
+    if not 0 <= keep <= MAX_KEEP:
+        raise ValueError(f"keep must be from 0 to {MAX_KEEP}, got {keep}")
     backend = store_backend(store)
     backend.check_collection(alias)
     who = actor or actor_name(user)

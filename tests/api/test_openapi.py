@@ -31,6 +31,7 @@ OPERATIONS = {
     ("post", "/api/jobs/{job_id}/discard/"),
     ("get", "/api/aliases/"),
     ("post", "/api/aliases/rollback/"),
+    ("post", "/api/aliases/prune/"),
 }
 
 

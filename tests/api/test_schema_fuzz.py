@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 
 from reindexer.models import BatchFailure, JobStatus, ReindexJob
 from tests.api.conftest import bearer
+from tests.dashboard.swap_jobs import SwapJob, swap_job_fixture  # noqa: F401 - the fixture
 
 MAX_EXAMPLES = 40
 SOURCE = "jsonl:docs.jsonl"  # written by make_job
@@ -34,8 +35,9 @@ CHECKS = [
 
 
 @pytest.fixture
-def seeded_jobs(make_job: Callable[..., ReindexJob]) -> list[int]:
-    """Jobs in every state, one finished with a failure, so that retry-failed can succeed."""
+def seeded_jobs(make_job: Callable[..., ReindexJob], swap_job: SwapJob) -> list[int]:
+    """Jobs in every state, one finished with a failure, so that retry-failed can succeed, and
+    a real swap job awaiting approval, so that approve, discard and rollback can too."""
     with_failure = make_job(status=JobStatus.COMPLETED, processed=5, failed=1)
     BatchFailure.objects.create(
         job=with_failure, batch_number=1, doc_ids=["doc-1"], error_type="PermanentError",
@@ -47,6 +49,7 @@ def seeded_jobs(make_job: Callable[..., ReindexJob]) -> list[int]:
         make_job(status=JobStatus.FAILED, processed=1),
         make_job(status=JobStatus.CANCELLED),
         with_failure,
+        swap_job(),
     ]
     return [job.pk for job in jobs]
 
@@ -82,7 +85,7 @@ def test_every_operation_answers_as_documented(
     api_schema: schemathesis.BaseSchema, operator_token: str, mode: GenerationMode
 ) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 12, [op.label for op in operations]
+    assert len(operations) == 13, [op.label for op in operations]
     for operation in operations:
         check = settings(
             max_examples=MAX_EXAMPLES,

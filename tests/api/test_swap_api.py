@@ -1,6 +1,6 @@
 """The swap mode's JSON API on real swap jobs (run by the engine into real sqlite-vec stores):
 approve and discard a job awaiting approval, the aliases with their moves and verification,
-and rollback; who may call them, and how each refuses (409 invalid transition, 502 when the
+rollback and prune; who may call them, and how each refuses (409 invalid transition, 502 when the
 store fails, 400 invalid input)."""
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def discard_url(job_id: int) -> str:
 
 
 ROLLBACK = "/api/aliases/rollback/"
+PRUNE = "/api/aliases/prune/"
 
 
 # -- approve ----------------------------------------------------------------------------------
@@ -236,6 +237,124 @@ def test_rollback__a_body_that_is_not_an_object_is_a_400(as_operator: Api) -> No
 def test_rollback__an_alias_never_moved_is_a_conflict(as_operator: Api) -> None:
     response = as_operator.post(ROLLBACK, {"store": STORE, "alias": "never"})
     assert response.status_code == 409 and response.json()["error"]
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def three_swaps(swap_job: SwapJob) -> list[Any]:
+    """Three swaps (auto): the alias serves the third, and keeps the first two for a rollback."""
+    jobs = [swap_job(approve="auto") for _ in range(3)]
+    assert serves() == built(jobs[-1]) and collections() == [built(job) for job in jobs]
+    return jobs
+
+
+def test_prune__drops_all_but_the_newest_and_answers_what_is_left(
+    swap_job: SwapJob, as_operator: Api
+) -> None:
+    first, second, third = three_swaps(swap_job)
+
+    response = as_operator.post(PRUNE, {"store": STORE, "alias": ALIAS, "keep": 1})
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "store": STORE,
+        "alias": ALIAS,
+        "dropped": [built(first), built(second)],
+        "kept": [built(third)],
+    }
+    assert collections() == [built(third)] and serves() == built(third)
+    assert first.events.filter(kind=EventKind.DISCARDED, actor="operator").exists()
+
+    # Nothing more to drop: the same prune again drops nothing.
+    again = as_operator.post(PRUNE, {"store": STORE, "alias": ALIAS, "keep": 1})
+    assert again.status_code == 200
+    assert (again.json()["dropped"], again.json()["kept"]) == ([], [built(third)])
+
+
+def test_prune__keeps_the_served_collection_even_with_keep_0(
+    swap_job: SwapJob, as_operator: Api
+) -> None:
+    first, second, third = three_swaps(swap_job)
+    assert as_operator.post(ROLLBACK, {"store": STORE, "alias": ALIAS}).status_code == 200
+    assert serves() == built(second)
+
+    response = as_operator.post(PRUNE, {"store": STORE, "alias": ALIAS, "keep": 0})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["dropped"], body["kept"]) == ([built(first), built(third)], [built(second)])
+    assert serves() == built(second) and collections() == [built(second)]
+
+
+def test_prune__leaves_a_swap_under_way_alone(swap_job: SwapJob, as_operator: Api) -> None:
+    first = swap_job(approve="auto")
+    waiting = swap_job()  # awaiting approval: its collection is still needed for the swap
+    response = as_operator.post(PRUNE, {"store": STORE, "alias": ALIAS, "keep": 0})
+    assert response.status_code == 200
+    assert response.json()["dropped"] == []
+    assert collections() == [built(first), built(waiting)]
+
+
+def test_prune__by_token_with_csrf_enforced(swap_job: SwapJob, by_token: Api) -> None:
+    first, second, third = three_swaps(swap_job)
+    response = by_token.post(PRUNE, {"store": STORE, "alias": ALIAS, "keep": 2})
+    assert response.status_code == 200, response.content
+    assert response.json()["dropped"] == [built(first)]
+    assert collections() == [built(second), built(third)]
+
+
+def test_prune__refused_to_viewers_and_anonymous_callers(
+    swap_job: SwapJob, as_viewer: Api, anonymous: Api
+) -> None:
+    jobs = three_swaps(swap_job)
+    body = {"store": STORE, "alias": ALIAS, "keep": 0}
+    viewer, nobody = as_viewer.post(PRUNE, body), anonymous.post(PRUNE, body)
+    assert (viewer.status_code, nobody.status_code) == (403, 401)
+    assert "error" in viewer.json() and "error" in nobody.json()
+    assert collections() == [built(job) for job in jobs]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"store": STORE, "alias": ALIAS}, "keep"),
+        ({"store": STORE, "alias": ALIAS, "keep": None}, "keep"),
+        ({"store": STORE, "alias": ALIAS, "keep": -1}, "keep"),
+        ({"store": STORE, "alias": ALIAS, "keep": 1001}, "keep"),
+        ({"store": STORE, "alias": ALIAS, "keep": "1"}, "keep"),
+        ({"store": STORE, "alias": ALIAS, "keep": 1.5}, "keep"),
+        ({"store": STORE, "alias": ALIAS, "keep": True}, "keep"),
+        ({"alias": ALIAS, "keep": 1}, "store"),
+        ({"store": STORE, "alias": "", "keep": 1}, "alias"),
+        ({"store": STORE, "alias": ALIAS, "keep": 1, "extra": 1}, "extra"),
+    ],
+)
+def test_prune__invalid_input_is_a_400_naming_the_field(
+    as_operator: Api, body: dict[str, Any], field: str
+) -> None:
+    response = as_operator.post(PRUNE, body)
+    assert response.status_code == 400, response.content
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_prune__a_bad_keep_drops_nothing(swap_job: SwapJob, as_operator: Api) -> None:
+    jobs = three_swaps(swap_job)
+    response = as_operator.post(PRUNE, {"store": STORE, "alias": ALIAS, "keep": -1})
+    assert response.status_code == 400
+    assert "keep must be between 0 and 1000, got -1" in response.json()["error"]
+    assert collections() == [built(job) for job in jobs]
+
+
+def test_prune__an_unknown_store_is_a_400(as_operator: Api) -> None:
+    response = as_operator.post(PRUNE, {"store": "nosuchstore", "alias": ALIAS, "keep": 1})
+    assert response.status_code == 400
+    assert "nosuchstore" in response.json()["error"]
+
+
+def test_prune__a_body_that_is_not_an_object_is_a_400(as_operator: Api) -> None:
+    assert as_operator.post(PRUNE, raw="[1]").status_code == 400
+    assert as_operator.post(PRUNE, raw="not json").status_code == 400
 
 
 def test_job__shows_its_verification(swap_job: SwapJob, as_viewer: Api) -> None:

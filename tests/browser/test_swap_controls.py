@@ -1,9 +1,9 @@
-"""Swap, Discard and Rollback in the browser, on real swap jobs run by the stack's worker into a
-real sqlite-vec store, in both live modes: a job started with manual approval reaches "awaiting
-approval" on its page live, its verification shown; the operator clicks Swap and confirms, and
-the page goes to completed live; the aliases page shows the alias serving the new collection,
-and Rollback moves it back; Discard ends another job. At each step the live page equals a fresh
-load, and no page logs an error."""
+"""Swap, Discard, Rollback and Prune in the browser, on real swap jobs run by the stack's worker
+into a real sqlite-vec store, in both live modes: a job started with manual approval reaches
+"awaiting approval" on its page live, its verification shown; the operator clicks Swap and
+confirms, and the page goes to completed live; the aliases page shows the alias serving the new
+collection, Rollback moves it back and Prune drops the collection it left; Discard ends another
+job. At each step the live page equals a fresh load, and no page logs an error."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.browser.conftest import ConsoleErrors
 from tests.browser.servers import Stack
 from tests.browser.test_dashboard_live import log_in
 from tests.browser.test_live_equals_reload import assert_live_equals_reload, wait_until
-from tests.dashboard.swap_jobs import ALIAS, built, collections, serves
+from tests.dashboard.swap_jobs import ALIAS, STORE, built, collections, serves
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -90,7 +90,7 @@ def panels(job_id: int) -> list[str]:
     ]
 
 
-def test_swap_then_rollback_then_discard__each_live_and_equal_to_a_reload(
+def test_swap_then_rollback_then_prune_then_discard__each_live_and_equal_to_a_reload(
     stack: Stack,
     browser_context: BrowserContext,
     console_errors: ConsoleErrors,
@@ -153,6 +153,20 @@ def test_swap_then_rollback_then_discard__each_live_and_equal_to_a_reload(
     expect(card).to_have_attribute("data-serves", built(first))
     expect(card.locator("tr.move").first).to_have_attribute("data-kind", "rollback")
     assert serves() == built(first)
+    card_equals_a_reload(browser_context, page)
+
+    # Prune, keeping none but the one it serves: the second is dropped, live as a reload shows.
+    card.locator('input[name="keep"]').fill("0")
+    asked = confirm(page)
+    card.get_by_role("button", name="Prune").click()
+    expect(page.locator("#flash")).to_contain_text(
+        f"Alias {ALIAS} pruned: dropped {built(second)}; it keeps {built(first)}."
+    )
+    assert asked and asked[0].startswith(f"Prune alias {ALIAS} on {STORE}?")
+    assert f"the one it serves ({built(first)})" in asked[0]
+    expect(card.locator(".alias-collections")).to_have_text(f"Collections: {built(first)}")
+    expect(card).to_have_attribute("data-serves", built(first))
+    assert collections() == [built(first)] and serves() == built(first)
     card_equals_a_reload(browser_context, page)
 
     # Discard another job awaiting approval: cancelled live, its collection gone, alias kept.

@@ -1,7 +1,7 @@
 """The aliases page on real swaps (real jobs run by the engine into a real sqlite-vec store):
 each alias with the collection it serves, its collections, its moves with the jobs that built
-them and their verification; Rollback for operators only (confirmed, CSRF-checked), through
-reindexer.swaps; the refusals; the panel's own refresh equal to a reload; the nav link."""
+them and their verification; Rollback and Prune for operators only (confirmed, CSRF-checked),
+through reindexer.swaps; the refusals; the panel's own refresh equal to a reload; the nav link."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.dashboard.swap_jobs import (
     STORE,
     SwapJob,
     built,
+    collections,
     serves,
     swap_job_fixture,  # noqa: F401 - the fixture `swap_job`
 )
@@ -28,6 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HTMX = {"HX-Request": "true"}
 PAGE = "/aliases/"
 ROLLBACK = "/aliases/rollback/"
+PRUNE = "/aliases/prune/"
+ROLLBACK_BUTTON = re.compile(r"<button[^>]*>Rollback</button>")
+PRUNE_BUTTON = re.compile(r"<button[^>]*>Prune</button>")
 
 
 def two_swaps(swap_job: SwapJob, operator_client: Client) -> tuple[ReindexJob, ReindexJob]:
@@ -128,8 +132,8 @@ def test_rollback__moves_the_alias_back_and_answers_its_card(
     assert 'hx-swap-oob="true"' in shown and f'data-serves="{built(first)}"' in shown
     assert re.findall(r'data-kind="(\w+)"', shown)[0] == "rollback"
     assert f"Alias {ALIAS} rolled back: it serves {built(first)} again." in html
-    # The first collection was the alias's first: no Rollback any more.
-    assert "<button" not in shown
+    # The first collection was the alias's first: no Rollback any more (Prune stays).
+    assert not ROLLBACK_BUTTON.search(shown) and PRUNE_BUTTON.search(shown)
     move = AliasMove.objects.first()
     assert move is not None and (move.kind, move.actor) == ("rollback", "operator")
 
@@ -181,6 +185,128 @@ def test_rollback__nothing_earlier_is_a_conflict_with_the_reason(
 
 def test_rollback__a_bad_store_spec_is_refused(operator_client: Client) -> None:
     response = operator_client.post(ROLLBACK, {"store": "nosuch<b>", "alias": ALIAS})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "nosuch&lt;b&gt;" in html and "nosuch<b>" not in html
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def three_swaps(swap_job: SwapJob) -> list[ReindexJob]:
+    """Three swaps (auto): the alias serves the third, and keeps the first two."""
+    jobs = [swap_job(approve="auto") for _ in range(3)]
+    assert collections() == [built(job) for job in jobs]
+    return jobs
+
+
+def test_page__offers_prune_to_operators_with_a_confirmation(
+    swap_job: SwapJob, operator_client: Client
+) -> None:
+    *_, third = three_swaps(swap_job)
+    shown = card(operator_client.get(PAGE).content.decode())
+    form = re.search(r'<form[^>]*class="alias-prune[^"]*".*?</form>', shown, re.S)
+    assert form, "no Prune form"
+    button = PRUNE_BUTTON.search(form.group(0))
+    assert button and f'hx-post="{PRUNE}"' in button.group(0)
+    confirm = re.search(r'hx-confirm="([^"]*)"', button.group(0))
+    assert confirm and f"Prune alias {ALIAS} on {STORE}?" in confirm.group(1)
+    assert f"the one it serves ({built(third)})" in confirm.group(1)
+    keep = re.search(r'<input[^>]*name="keep"[^>]*>', form.group(0))
+    assert keep and 'type="number"' in keep.group(0)
+    assert 'value="1"' in keep.group(0) and 'min="0"' in keep.group(0)
+    assert 'name="csrfmiddlewaretoken"' in form.group(0)
+    assert f'name="store" value="{STORE}"' in form.group(0)
+
+
+def test_page__shows_no_prune_to_viewers(swap_job: SwapJob, viewer_client: Client) -> None:
+    three_swaps(swap_job)
+    shown = card(viewer_client.get(PAGE).content.decode())
+    assert not PRUNE_BUTTON.search(shown) and 'name="keep"' not in shown
+
+
+def test_prune__drops_the_old_collections_and_answers_the_card(
+    swap_job: SwapJob, operator_client: Client
+) -> None:
+    first, second, third = three_swaps(swap_job)
+
+    response = operator_client.post(
+        PRUNE, {"store": STORE, "alias": ALIAS, "keep": "1"}, headers=HTMX
+    )
+
+    assert response.status_code == 200
+    assert collections() == [built(third)] and serves() == built(third)
+    html = response.content.decode()
+    shown = card(html)
+    assert 'hx-swap-oob="true"' in shown and f'data-serves="{built(third)}"' in shown
+    listed = re.search(r'<p class="alias-collections">.*?</p>', shown, re.S)
+    assert listed and built(first) not in listed.group(0) and built(third) in listed.group(0)
+    flash = (
+        f"Alias {ALIAS} pruned: dropped {built(first)}, {built(second)}; it keeps {built(third)}."
+    )
+    assert flash in html and 'id="flash"' in html
+    assert first.events.filter(actor="operator", detail__contains="pruned").exists()
+
+
+def test_prune__keeps_the_served_one_and_says_when_nothing_is_dropped(
+    swap_job: SwapJob, operator_client: Client
+) -> None:
+    first = swap_job(approve="auto")
+    response = operator_client.post(
+        PRUNE, {"store": STORE, "alias": ALIAS, "keep": "0"}, headers=HTMX
+    )
+    assert response.status_code == 200
+    assert f"Alias {ALIAS}: nothing to prune (keeping the newest 0)" in response.content.decode()
+    assert collections() == [built(first)] and serves() == built(first)
+
+
+def test_prune__without_javascript_redirects_to_the_page(
+    swap_job: SwapJob, operator_client: Client
+) -> None:
+    first, second, third = three_swaps(swap_job)
+    data = {"store": STORE, "alias": ALIAS, "keep": "2"}
+    response = operator_client.post(PRUNE, data, follow=True)
+    assert response.redirect_chain[-1][0] == PAGE
+    assert f"dropped {built(first)};" in response.content.decode()
+    assert collections() == [built(second), built(third)]
+
+
+def test_prune__refused_without_the_operate_permission(
+    swap_job: SwapJob, viewer_client: Client
+) -> None:
+    jobs = three_swaps(swap_job)
+    data = {"store": STORE, "alias": ALIAS, "keep": "0"}
+    assert viewer_client.post(PRUNE, data, headers=HTMX).status_code == 403
+    assert collections() == [built(job) for job in jobs]
+
+
+def test_prune__checks_csrf_and_takes_only_posts(
+    swap_job: SwapJob, operator_client: Client, operator: User
+) -> None:
+    jobs = three_swaps(swap_job)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(operator)
+    assert strict.post(PRUNE, {"store": STORE, "alias": ALIAS, "keep": "0"}).status_code == 403
+    assert operator_client.get(PRUNE).status_code == 405
+    assert collections() == [built(job) for job in jobs]
+
+
+@pytest.mark.parametrize("keep", ["", "-1", "1.5", "1001", "²", "<b>x</b>", "9" * 5000])
+def test_prune__a_bad_keep_is_refused_escaped_and_drops_nothing(
+    swap_job: SwapJob, operator_client: Client, keep: str
+) -> None:
+    jobs = three_swaps(swap_job)
+    data = {"store": STORE, "alias": ALIAS, "keep": keep}
+    response = operator_client.post(PRUNE, data, headers=HTMX)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Keep must be a whole number from 0 to 1000" in html and "<b>x</b>" not in html
+    assert collections() == [built(job) for job in jobs]
+
+
+def test_prune__a_bad_store_spec_is_refused_escaped(operator_client: Client) -> None:
+    data = {"store": "nosuch<b>", "alias": ALIAS, "keep": "1"}
+    response = operator_client.post(PRUNE, data)
     assert response.status_code == 400
     html = response.content.decode()
     assert "nosuch&lt;b&gt;" in html and "nosuch<b>" not in html

@@ -1,7 +1,8 @@
 """The admin of swaps, on real swap jobs (run by the engine into a real sqlite-vec store): the
 read-only alias moves linking to their jobs; "Swap (approve)" and "Discard" on jobs awaiting
 approval, each after a confirmation page, through reindexer.swaps, refused for viewers and
-reported for jobs in other states; a job's mode, approval and verification on its page."""
+reported for jobs in other states; "Roll back these aliases…" and "Prune these aliases…" on the
+moves; a job's mode, approval and verification on its page."""
 
 from __future__ import annotations
 
@@ -156,3 +157,57 @@ def test_rollback_action__needs_the_operate_permission(swap_job: SwapJob, client
     assert "roll_back_aliases" not in client.get(MOVES).content.decode()
     roll_back(client, *AliasMove.objects.all(), apply="1")
     assert serves() == built(second)
+
+
+def prune_action(client: Client, *moves: AliasMove, **extra: str) -> Any:
+    data = {"action": "prune_aliases", "_selected_action": [m.pk for m in moves], **extra}
+    return client.post(MOVES, data, follow=True)
+
+
+def test_prune_action__asks_how_many_to_keep_then_prunes_each_alias_once(
+    swap_job: SwapJob, admin_client: Client
+) -> None:
+    first, second, third = (swap_job(approve="auto") for _ in range(3))
+    moves = list(AliasMove.objects.order_by("id"))
+    assert len(moves) == 3
+
+    form = prune_action(admin_client, *moves).content.decode()
+    assert "Yes, prune" in form and f'data-alias="{ALIAS}"' in form
+    assert re.search(r'<input[^>]*name="keep"[^>]*value="1"', form)
+    assert collections() == [built(first), built(second), built(third)]  # nothing done yet
+
+    # Three moves of one alias: one prune, one message.
+    text = prune_action(admin_client, *moves, apply="1", keep="1").content.decode()
+    assert collections() == [built(third)] and serves() == built(third)
+    message = (
+        f"Alias {ALIAS} (sqlite-vec) pruned, keeping the newest 1: dropped {built(first)},"
+        f" {built(second)}."
+    )
+    assert text.count(message) == 1
+    assert first.events.filter(actor="admin", detail__contains="pruned").exists()
+
+    # Again: nothing left to drop, said so.
+    text = prune_action(admin_client, *moves, apply="1", keep="0").content.decode()
+    assert f"Alias {ALIAS} (sqlite-vec) pruned, keeping the newest 0: nothing to drop." in text
+    assert collections() == [built(third)]
+
+
+def test_prune_action__an_invalid_keep_shows_the_form_again(
+    swap_job: SwapJob, admin_client: Client
+) -> None:
+    first, second = (swap_job(approve="auto") for _ in range(2))
+    moves = list(AliasMove.objects.all())
+    for keep in ("-1", "abc", "1001"):
+        page = prune_action(admin_client, *moves, apply="1", keep=keep).content.decode()
+        assert "Yes, prune" in page and 'class="errorlist' in page, keep
+    assert collections() == [built(first), built(second)]
+
+
+def test_prune_action__needs_the_operate_permission(swap_job: SwapJob, client: Client) -> None:
+    first, second = (swap_job(approve="auto") for _ in range(2))
+    staff = User.objects.create_user("viewer", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_aliasmove"))
+    client.force_login(staff)
+    assert "prune_aliases" not in client.get(MOVES).content.decode()
+    prune_action(client, *AliasMove.objects.all(), apply="1", keep="0")
+    assert collections() == [built(first), built(second)]

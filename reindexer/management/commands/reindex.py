@@ -185,7 +185,9 @@ class Command(BaseCommand):
         )
         prune.add_argument("alias", metavar="ALIAS")
         prune.add_argument(
-            "--keep", required=True, type=whole_number("keep", 0, MAX_JOB_ID, "0 or more")
+            "--keep",
+            required=True,
+            type=whole_number("keep", 0, swaps.MAX_KEEP, f"from 0 to {swaps.MAX_KEEP}"),
         )
         prune.add_argument("--store", default="sqlite-vec")
 
