@@ -1013,6 +1013,9 @@ class WorkerProcess(models.Model):
         ReindexJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     jobs_done = models.PositiveIntegerField(default=0)
+    # Its batches by duration since it started ({"buckets": [...], "sum": s}), written with its
+    # heartbeats, for the web process's reindexer_batch_seconds (reindexer.metrics.tally).
+    batch_seconds = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-heartbeat_at", "name"]

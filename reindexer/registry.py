@@ -12,10 +12,12 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import F
 from django.utils import timezone
 
+from reindexer.metrics.tally import BatchTally
 from reindexer.models import ReindexJob, WorkerProcess
 
 logger = logging.getLogger(__name__)
@@ -36,12 +38,22 @@ def _advisory(what: str, write: Callable[[], object]) -> bool:
     return True
 
 
+# The batch tallies of the workers registered in this process, by name: each heartbeat writes
+# its worker's (the lease keeper renews by name, from its own thread).
+_tallies: dict[str, BatchTally] = {}
+
+
+def _tallied(name: str) -> dict[str, Any]:
+    tally = _tallies.get(name)
+    return {"batch_seconds": tally.snapshot()} if tally is not None else {}
+
+
 def renew(name: str, now: datetime | None = None) -> bool:
     """Renew the heartbeat of worker `name` (from the lease keeper's thread, among others)."""
     at = now or timezone.now()
     return _advisory(
         f"renew {name}",
-        lambda: WorkerProcess.objects.filter(name=name).update(heartbeat_at=at),
+        lambda: WorkerProcess.objects.filter(name=name).update(heartbeat_at=at, **_tallied(name)),
     )
 
 
@@ -59,6 +71,7 @@ class WorkerRegistration:
     def __init__(self, name: str, heartbeat_seconds: float) -> None:
         self.name = name
         self.heartbeat_seconds = heartbeat_seconds
+        self.tally = BatchTally()
         self._beat_at = 0.0  # monotonic time of the last renewal
         self._pruned_at = 0.0
 
@@ -67,6 +80,8 @@ class WorkerRegistration:
         now = timezone.now()
         prune(now)
         self._pruned_at = self._beat_at = time.monotonic()
+        _tallies[self.name] = self.tally
+        self.tally.connect()
         return _advisory(
             f"register {self.name}",
             lambda: WorkerProcess.objects.update_or_create(
@@ -79,6 +94,7 @@ class WorkerRegistration:
                     "stopped_at": None,
                     "current_job": None,
                     "jobs_done": 0,
+                    "batch_seconds": self.tally.snapshot(),
                 },
             ),
         )
@@ -110,15 +126,24 @@ class WorkerRegistration:
         _advisory(
             f"note {self.name} done with its job",
             lambda: WorkerProcess.objects.filter(name=self.name).update(
-                current_job=None, jobs_done=done, heartbeat_at=timezone.now()
+                current_job=None,
+                jobs_done=done,
+                heartbeat_at=timezone.now(),
+                batch_seconds=self.tally.snapshot(),
             ),
         )
 
     def stopped(self) -> None:
         now = timezone.now()
+        self.tally.disconnect()
+        if _tallies.get(self.name) is self.tally:
+            del _tallies[self.name]
         _advisory(
             f"note {self.name} stopped",
             lambda: WorkerProcess.objects.filter(name=self.name).update(
-                current_job=None, stopped_at=now, heartbeat_at=now
+                current_job=None,
+                stopped_at=now,
+                heartbeat_at=now,
+                batch_seconds=self.tally.snapshot(),
             ),
         )

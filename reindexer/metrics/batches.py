@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.metrics_core import Metric
 
 from reindexer.metrics.database import DOCS, DOCS_HELP, RETRIES, RETRIES_HELP
+from reindexer.metrics.tally import BATCH_SECONDS, BATCH_SECONDS_HELP, BUCKETS
 from reindexer.signals import batch_committed
 
-BATCH_SECONDS = "reindexer_batch_seconds"
-BATCH_SECONDS_HELP = "Seconds to embed, write and commit one batch"
-# From a small batch on a local store to a large one through a remote embedder.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 OUTCOMES = ("written", "failed", "skipped")
 
 
@@ -61,15 +55,3 @@ class BatchMetrics:
                 self.docs.labels(outcome).inc(count)
         if retries:
             self.retries.inc(retries)
-
-
-class WorkersOnlyHistogram:
-    """The web process runs no batches: it declares the histogram, with no samples, and says
-    where to find it (the job database keeps no batch durations to rebuild it from)."""
-
-    def collect(self) -> Iterable[Metric]:
-        help_text = (
-            f"{BATCH_SECONDS_HELP}; observed by each worker and served on its "
-            "REINDEXER_METRICS_PORT, so empty here"
-        )
-        return [HistogramMetricFamily(BATCH_SECONDS, help_text)]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -13,7 +15,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.models import ApiToken
-from reindexer.models import JobStatus, ReindexJob
+from reindexer.models import JobStatus, ReindexJob, WorkerProcess
 from tests.dashboard.slices import run_slice, sliced_job
 
 pytestmark = pytest.mark.django_db
@@ -138,16 +140,35 @@ def test_queue_depth__the_pending_jobs_a_worker_could_claim(
     assert scrape(staff_client)["reindexer_queue_depth"] == {(): 2.0}
 
 
-def test_batch_histogram__declared_with_no_samples_and_its_help_points_to_the_workers(
-    client: Client, staff_client: Client
+@pytest.mark.django_db(transaction=True)
+def test_batch_histogram__sums_the_workers_tallies_from_their_registry_rows(
+    staff_client: Client, make_corpus: Callable[..., Path], make_job: MakeJob
 ) -> None:
-    body = staff_client.get("/metrics").content.decode()
-    families = {f.name: f for f in text_string_to_metric_families(body)}
+    first = make_job(make_corpus(30, name="one.jsonl"), batch_size=10, collection="one")
+    call_command("reindex_worker", "--burst", "--worker-id", "w-one")
+    second = make_job(make_corpus(12, name="two.jsonl"), batch_size=5, collection="two")
+    call_command("reindex_worker", "--burst", "--worker-id", "w-two")
+    batches = [ReindexJob.objects.get(pk=j.pk).batches_done for j in (first, second)]
+    assert batches == [3, 3]
 
-    histogram = families["reindexer_batch_seconds"]
-    assert histogram.type == "histogram"
-    assert histogram.samples == []
-    assert "REINDEXER_METRICS_PORT" in histogram.documentation
+    samples = scrape(staff_client)
+    assert samples["reindexer_batch_seconds_count"] == {(): 6.0}
+    assert samples["reindexer_batch_seconds_bucket"][(("le", "+Inf"),)] == 6.0
+    assert samples["reindexer_batch_seconds_sum"][()] > 0
+    # Cumulative, bound by bound, as Prometheus reads `le`.
+    bounds = sorted(
+        (float(labels[0][1]), n) for labels, n in samples["reindexer_batch_seconds_bucket"].items()
+    )
+    assert [n for _, n in bounds] == sorted(n for _, n in bounds)
+    # Each worker's row holds its own tally since it started.
+    tallies = dict(WorkerProcess.objects.values_list("name", "batch_seconds"))
+    assert {name: sum(t["buckets"]) for name, t in tallies.items()} == {"w-one": 3, "w-two": 3}
+
+
+def test_batch_histogram__empty_with_no_worker_yet(staff_client: Client) -> None:
+    samples = scrape(staff_client)
+    assert samples["reindexer_batch_seconds_count"] == {(): 0.0}
+    assert samples["reindexer_batch_seconds_bucket"][(("le", "+Inf"),)] == 0.0
 
 
 def test_response__prometheus_text_format_never_cached(staff_client: Client) -> None:
@@ -251,4 +272,5 @@ def test_scrape__as_many_queries_for_thirty_jobs_as_for_three(
     many = queries()
 
     assert many == few
-    assert few == 6  # the session, the user, then jobs, heartbeats, queue and sums: one each
+    # The session, the user, then jobs, heartbeats, queue, sums and the workers' tallies: one each.
+    assert few == 7
