@@ -158,6 +158,9 @@ class ReindexerSettings:
     # The dashboard's address as operators reach it, for the links in alerts (a webhook's
     # receiver is elsewhere: a relative link would lead nowhere).
     public_url: str = DEFAULT_PUBLIC_URL
+    # Whether the web process sends alerts too (beside the workers): stalls of a job whose only
+    # worker died, and a Swap clicked there, are reported without waiting for a worker.
+    web_alerts: bool = True
 
     @classmethod
     def from_environ(cls) -> ReindexerSettings:
@@ -196,6 +199,7 @@ class ReindexerSettings:
             metrics_port=_port("REINDEXER_METRICS_PORT"),
             webhook_urls=_webhook_urls("REINDEXER_WEBHOOK_URLS"),
             public_url=_http_url("REINDEXER_PUBLIC_URL") or DEFAULT_PUBLIC_URL,
+            web_alerts=_choice("REINDEXER_WEB_ALERTS", ("on", "off"), "on") == "on",
         )
 
 

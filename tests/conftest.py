@@ -35,6 +35,14 @@ DEFAULT_CORPUS_SIZE = 5
 FIXTURE_WORKER = "worker-test"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In-process ASGI tests import reindexer.asgi: its alerts thread would take the deliveries
+    that tests send with dispatchers of their own. The tests that want it start daphne with it."""
+    from django.conf import settings
+
+    settings.REINDEXER = dataclasses.replace(settings.REINDEXER, web_alerts=False)
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, settings: Any) -> Path:
     """Every test gets its own data dir (stores, corpora), which is also the only source root."""
@@ -197,6 +205,8 @@ def worker_env(data_dir: Path) -> Iterator[dict[str, str]]:
         REINDEXER_DATA_DIR=str(data_dir),
         REINDEXER_SOURCE_ROOTS=str(data_dir),
         REINDEXER_RETRY_BACKOFF_SECONDS="0.001",
+        # A test that wants the web process's alerts says so: others keep their deliveries.
+        REINDEXER_WEB_ALERTS="off",
         DJANGO_SETTINGS_MODULE="reindexer.settings",
         PYTHONUNBUFFERED="1",
     )
