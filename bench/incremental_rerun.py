@@ -13,9 +13,6 @@ A third run, incremental with --cleanup full, shows what marking every record se
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,28 +23,7 @@ sys.path.insert(0, str(REPO))
 
 TARGET = 10.0
 
-
-def setup_django(data_dir: Path) -> None:
-    os.environ["REINDEXER_DATA_DIR"] = str(data_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "reindexer.settings"
-    for name in ("DATABASE_URL", "REDIS_URL", "REINDEXER_PIPELINE"):
-        os.environ.pop(name, None)
-    import django
-
-    django.setup()
-    logging.getLogger("reindexer").setLevel(logging.WARNING)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def write_corpus(path: Path, docs: int) -> None:
-    words = ["vector", "store", "embedding", "batch", "index", "search", "query", "document"]
-    with path.open("w", encoding="utf-8") as f:
-        for i in range(docs):
-            text = " ".join(words[(i * 7 + k) % len(words)] for k in range(24))
-            f.write(json.dumps({"id": f"doc-{i}", "text": f"{i}: {text}", "metadata": {"n": i}}))
-            f.write("\n")
+from bench.support import setup_django, write_corpus  # noqa: E402
 
 
 def run(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -38,19 +37,7 @@ sys.path.insert(0, str(REPO))
 DIMS = 384
 AROUND_SECONDS = 2.0
 
-
-def setup_django(data_dir: Path) -> None:
-    os.environ["REINDEXER_DATA_DIR"] = str(data_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "reindexer.settings"
-    for name in ("DATABASE_URL", "REDIS_URL", "REINDEXER_PIPELINE"):
-        os.environ.pop(name, None)
-    import django
-
-    django.setup()
-    logging.getLogger("reindexer").setLevel(logging.WARNING)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from bench.support import setup_django  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -40,8 +40,8 @@ SETTLE_WINDOW = 1.0  # the live change's sliding windows
 SETTLE_STEP = 0.1
 CHANGE = (200.0, 1000.0)
 
-# The same Django set-up and corpus as the incremental re-run's bench.
-from bench.incremental_rerun import setup_django, write_corpus  # noqa: E402
+# The same Django set-up and corpus as the other issue-11 benches.
+from bench.support import setup_django, write_corpus  # noqa: E402
 
 
 def batch_size_for(rate: float) -> int:

@@ -41,9 +41,13 @@ def job_approve(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _swap_action(request, pk, approve_swap, _approve_message)
 
 
+def _built(job: ReindexJob) -> str:
+    """The collection the job built, as its verification names it."""
+    return job.verification.get("collection") or f"{job.collection}__{job.pk}"
+
+
 def _approve_message(job: ReindexJob) -> str:
-    built = job.verification.get("collection") or f"{job.collection}__{job.pk}"
-    return f"Job #{job.pk} swapped: {job.collection} now serves {built}."
+    return f"Job #{job.pk} swapped: {job.collection} now serves {_built(job)}."
 
 
 @operate_action
@@ -52,5 +56,4 @@ def job_discard(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def _discard_message(job: ReindexJob) -> str:
-    built = job.verification.get("collection") or f"{job.collection}__{job.pk}"
-    return f"Job #{job.pk} discarded: {built} dropped; {job.collection} left as it was."
+    return f"Job #{job.pk} discarded: {_built(job)} dropped; {job.collection} left as it was."

@@ -23,14 +23,18 @@ class Received:
 
 @dataclass
 class HookServer:
-    """`script` holds the answers to the next requests in order: an HTTP code, or
-    ("sleep", seconds) to answer 200 only after that long. Past it, every answer is 200."""
+    """`script` holds the answers to the next requests in order: an HTTP code,
+    ("sleep", seconds) to answer 200 only after that long, or ("hold", seconds) to answer 200
+    once `release()` is called (at most that long): `holding` is set while one is held, so a
+    test can act while a request is known to be in flight. Past it, every answer is 200."""
 
     host: str = "127.0.0.1"
     port: int = 0
     script: list[int | tuple[str, float]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    holding: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -42,6 +46,10 @@ class HookServer:
     def record(self, request: Received) -> None:
         with self.lock:
             self.received.append(request)
+
+    def release(self) -> None:
+        """Answer the held requests (and any later "hold") at once."""
+        self.released.set()
 
     def requests(self) -> list[Received]:
         with self.lock:
@@ -63,7 +71,11 @@ def _handler(server: HookServer) -> type[BaseHTTPRequestHandler]:
             )
             answer = server.next_answer()
             code = 200
-            if isinstance(answer, tuple):
+            if isinstance(answer, tuple) and answer[0] == "hold":
+                server.holding.set()
+                server.released.wait(answer[1])
+                server.holding.clear()
+            elif isinstance(answer, tuple):
                 time.sleep(answer[1])
             else:
                 code = answer

@@ -16,6 +16,7 @@ from django.test import Client
 
 from dashboard.partials import job_context, render_detail_push
 from reindexer.models import AliasMove, JobStatus, ReindexJob
+from tests.dashboard.html import HTMX, detail_htmx, element
 from tests.dashboard.swap_jobs import (
     SwapJob,
     built,
@@ -26,18 +27,6 @@ from tests.dashboard.swap_jobs import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HTMX = {"HX-Request": "true"}
-
-
-def detail_htmx(job: ReindexJob) -> dict[str, str]:
-    return {**HTMX, "HX-Current-URL": f"http://testserver/jobs/{job.pk}/"}
-
-
-def element(html: str, element_id: str) -> str:
-    found = re.search(rf'<(section|tr)\b[^>]*\bid="{element_id}".*?</\1>', html, re.S)
-    assert found, f"no #{element_id} in the page"
-    return found.group(0)
 
 
 def swap_panel(html: str, job: ReindexJob) -> str:

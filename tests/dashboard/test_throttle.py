@@ -16,22 +16,12 @@ from dashboard.charts import rate_chart
 from reindexer.jobs import set_throttle
 from reindexer.models import EventKind, JobStatus, ReindexJob
 from reindexer.samples import series
+from tests.dashboard.html import HTMX, detail_htmx, element
 from tests.dashboard.test_charts import add_samples, svg_of
 
 pytestmark = pytest.mark.django_db
 
 MakeJob = Callable[..., ReindexJob]
-HTMX = {"HX-Request": "true"}
-
-
-def detail_htmx(job: ReindexJob) -> dict[str, str]:
-    return {**HTMX, "HX-Current-URL": f"http://testserver/jobs/{job.pk}/"}
-
-
-def section(html: str, element_id: str) -> str:
-    found = re.search(rf'<(section|tr|ol)\b[^>]*\bid="{element_id}".*?</\1>', html, re.S)
-    assert found, f"no #{element_id}"
-    return found.group(0)
 
 
 def start_tags(html: str) -> list[str]:
@@ -57,7 +47,7 @@ def test_control__is_shown_to_operators_only(
     operator_client: Client, make_job: MakeJob, viewer: User
 ) -> None:
     job = make_job(status=JobStatus.RUNNING, max_docs_per_second=200)
-    mine = section(
+    mine = element(
         operator_client.get(f"/jobs/{job.pk}/").content.decode(), f"job-throttle-{job.pk}"
     )
     assert 'name="max_docs_per_second"' in mine and ">Set limit</button>" in mine
@@ -65,7 +55,7 @@ def test_control__is_shown_to_operators_only(
 
     viewer_client = Client()
     viewer_client.force_login(viewer)
-    theirs = section(
+    theirs = element(
         viewer_client.get(f"/jobs/{job.pk}/").content.decode(), f"job-throttle-{job.pk}"
     )
     assert "200 docs/s" in theirs  # the limit itself is for everyone to see
@@ -83,7 +73,7 @@ def test_control__only_while_the_job_is_pending_or_running(
         (JobStatus.CANCELLED, False),
     ]:
         job = make_job(status=status, collection=f"c-{status}")
-        html = section(
+        html = element(
             operator_client.get(f"/jobs/{job.pk}/").content.decode(), f"job-throttle-{job.pk}"
         )
         assert ("Set limit" in html) is shown, status
@@ -100,10 +90,10 @@ def test_post__sets_the_limit_and_answers_the_panels(
     assert response.status_code == 200
     html = response.content.decode()
     assert limit_of(job) == 200
-    assert "(limit 200)" in section(html, f"job-progress-{job.pk}")
-    assert "200 docs/s" in section(html, f"job-throttle-{job.pk}")
-    assert "200 docs/s" in section(html, f"job-settings-{job.pk}")
-    assert "limit set to 200 docs/s" in section(html, f"job-timeline-{job.pk}")
+    assert "(limit 200)" in element(html, f"job-progress-{job.pk}")
+    assert "200 docs/s" in element(html, f"job-throttle-{job.pk}")
+    assert "200 docs/s" in element(html, f"job-settings-{job.pk}")
+    assert "limit set to 200 docs/s" in element(html, f"job-timeline-{job.pk}")
     assert f'id="job-chart-{job.pk}"' in html
     assert f"Job {job.pk}: limit set to 200 docs/s." in html  # the message
     assert job.events.filter(kind=EventKind.THROTTLED, actor="operator").count() == 1
@@ -122,8 +112,8 @@ def test_post__changes_and_lifts(operator_client: Client, make_job: MakeJob) -> 
     )
     html = lifted.content.decode()
     assert limit_of(job) is None
-    assert "No limit" in section(html, f"job-throttle-{job.pk}")
-    assert "(limit" not in section(html, f"job-progress-{job.pk}")
+    assert "No limit" in element(html, f"job-throttle-{job.pk}")
+    assert "(limit" not in element(html, f"job-progress-{job.pk}")
 
 
 def test_post__the_same_limit_says_nothing_changed(
@@ -164,7 +154,7 @@ def test_post__a_bad_rate_is_422_with_the_error_beside_the_control(
         f"/jobs/{job.pk}/throttle/", {"max_docs_per_second": typed}, headers=detail_htmx(job)
     )
     assert response.status_code == 422
-    panel = section(response.content.decode(), f"job-throttle-{job.pk}")
+    panel = element(response.content.decode(), f"job-throttle-{job.pk}")
     error = re.search(r'<p class="field-error throttle-error"[^>]*>(.*?)</p>', panel, re.S)
     assert error and expected in error.group(1)
     assert 'aria-invalid="true"' in panel
@@ -235,8 +225,8 @@ def test_list_row__shows_the_limit_beside_the_rate(
     limited = make_job(status=JobStatus.RUNNING, processed=3, max_docs_per_second=200)
     free = make_job(status=JobStatus.RUNNING, processed=3, collection="free")
     html = viewer_client.get("/").content.decode()
-    assert "(limit 200)" in section(html, f"job-row-{limited.pk}")
-    assert "(limit" not in section(html, f"job-row-{free.pk}")
+    assert "(limit 200)" in element(html, f"job-row-{limited.pk}")
+    assert "(limit" not in element(html, f"job-row-{free.pk}")
 
 
 def test_detail__shows_the_limit_beside_the_rate(viewer_client: Client, make_job: MakeJob) -> None:
@@ -274,6 +264,6 @@ def test_chart__follows_a_change_of_the_limit(
     assert "limit-line" not in viewer_client.get(f"/jobs/{job.pk}/").content.decode()
     set_throttle(job, 40, user=operator)
     html = viewer_client.get(f"/jobs/{job.pk}/").content.decode()
-    assert "limit 40" in section(html, f"job-chart-{job.pk}")
+    assert "limit 40" in element(html, f"job-chart-{job.pk}")
     set_throttle(job, 0, user=operator)
     assert "limit-line" not in viewer_client.get(f"/jobs/{job.pk}/").content.decode()

@@ -17,6 +17,7 @@ from dashboard.relay import database_sync_to_async
 from reindexer.jobs import set_throttle
 from reindexer.models import JobStatus, ReindexJob
 from reindexer.progress import JOBS_GROUP, job_group, progress_message
+from tests.dashboard.html import element as page_element
 from tests.live.conftest import Connect, session_cookie
 from tests.live.test_consumers import make_job
 
@@ -36,9 +37,8 @@ def reload_html(user: User, path: str) -> str:
 
 
 def element(html: str, element_id: str) -> str:
-    found = re.search(rf'<(section|ol|tr)\b[^>]*\bid="{element_id}".*?</\1>', html, re.S)
-    assert found, f"no #{element_id} in {html[:300]!r}"
-    return found.group(0).replace(' hx-swap-oob="true"', "")
+    """The element as a page shows it: a pushed frame's copy without its out-of-band mark."""
+    return page_element(html, element_id).replace(' hx-swap-oob="true"', "")
 
 
 def top_ids(frame: str) -> list[str]:

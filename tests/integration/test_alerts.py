@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from reindexer.alerts.deliver import RetryPolicy
 from reindexer.alerts.dispatcher import Dispatcher
 from reindexer.models import (
     AlertEvent,
-    DeliveryState,
     JobEvent,
     JobStatus,
     ReindexJob,
@@ -22,29 +20,18 @@ from reindexer.models import (
 )
 from reindexer.presenter import job_status
 from tests.hook_server import HookServer, hook_server
-from tests.integration.conftest import wait_until
+from tests.integration.alerts_support import FAST, drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MakeJob = Callable[..., ReindexJob]
 Corpus = Callable[..., Path]
-FAST = RetryPolicy(max_attempts=3, base_delay=0.05, timeout=2.0)
 
 
 @pytest.fixture
 def hooks() -> Iterator[HookServer]:
     with hook_server() as server:
         yield server
-
-
-def drain(dispatcher: Dispatcher, *, passes: int = 50) -> None:
-    """Run passes until no delivery is pending (each waits its due time)."""
-
-    def done() -> bool:
-        dispatcher.run_pass()
-        return not WebhookDelivery.objects.filter(state=DeliveryState.PENDING).exists()
-
-    wait_until(done, timeout=20, interval=0.05, what="the deliveries to settle")
 
 
 def test_completed__job_run_for_real_sends_status_fields_and_link(

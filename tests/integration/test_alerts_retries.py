@@ -20,7 +20,8 @@ from reindexer.models import (
     WebhookDelivery,
 )
 from tests.hook_server import hook_server
-from tests.integration.conftest import snapshot, wait_until
+from tests.integration.alerts_support import drain
+from tests.integration.conftest import snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,13 +29,8 @@ MakeJob = Callable[..., ReindexJob]
 
 
 def settle(dispatcher: Dispatcher) -> WebhookDelivery:
-    """Run passes until the one delivery is delivered or given up on."""
-
-    def settled() -> bool:
-        dispatcher.run_pass()
-        return WebhookDelivery.objects.get().state != DeliveryState.PENDING
-
-    wait_until(settled, timeout=30, interval=0.02, what="the delivery to settle")
+    """Run passes until the one delivery is delivered or given up on; that delivery."""
+    drain(dispatcher)
     return WebhookDelivery.objects.get()
 
 

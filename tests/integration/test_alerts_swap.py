@@ -10,17 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from reindexer.alerts.deliver import RetryPolicy
 from reindexer.alerts.dispatcher import Dispatcher
 from reindexer.models import AlertEvent, DeliveryState, JobStatus, ReindexJob, Webhook
 from reindexer.swaps.actions import approve_swap
 from tests.hook_server import hook_server
-from tests.integration.conftest import wait_until
+from tests.integration.alerts_support import FAST, drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MakeJob = Callable[..., ReindexJob]
-FAST = RetryPolicy(max_attempts=3, base_delay=0.05, timeout=2.0)
 
 
 def corpus(data_dir: Path, n: int) -> str:
@@ -47,15 +45,7 @@ def test_awaiting_approval__alerts_with_the_verification_then_completed_after_th
         assert job.status == JobStatus.AWAITING_APPROVAL, job.error
 
         dispatcher = Dispatcher("alerts-test", policy=FAST)
-
-        def delivered(count: int) -> Callable[[], bool]:
-            def check() -> bool:
-                dispatcher.run_pass()
-                return len(hooks.requests()) >= count
-
-            return check
-
-        wait_until(delivered(1), timeout=20, interval=0.05, what="the awaiting-approval alert")
+        drain(dispatcher)
         [waiting] = hooks.requests()
         assert waiting.body["event"] == AlertEvent.AWAITING_APPROVAL
         assert waiting.body["job"]["status"] == "awaiting_approval"
@@ -64,7 +54,7 @@ def test_awaiting_approval__alerts_with_the_verification_then_completed_after_th
         assert waiting.body["url"].endswith(f"/jobs/{job.pk}/")
 
         approve_swap(job, actor="operator")
-        wait_until(delivered(2), timeout=20, interval=0.05, what="the completion alert")
+        drain(dispatcher)
         events = [r.body["event"] for r in hooks.requests()]
         assert events == [AlertEvent.AWAITING_APPROVAL, AlertEvent.COMPLETED]
         assert hooks.requests()[1].body["job"]["status"] == "completed"
