@@ -8,6 +8,7 @@ import logging
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 
 from reindexer.errors import SpecError
 from reindexer.jobs import actor_name
@@ -155,11 +156,14 @@ def prune(
 
 
 def _under_way(store: str, alias: str) -> set[str]:
-    """The collections that swap jobs on `alias` in `store` (wrapped or not) still build."""
+    """The collections that jobs in `store` (wrapped or not) still write among `alias`'s: the
+    swap jobs building one, and the jobs writing one by name (a retry of a completed swap)."""
     key = store_key(store)
     names = set()
-    jobs = ReindexJob.objects.filter(mode=JobMode.SWAP, collection=alias, status__in=UNDER_WAY)
-    for job in jobs:
+    building = Q(mode=JobMode.SWAP, collection=alias) | Q(
+        collection__startswith=f"{alias}{SEPARATOR}"
+    )
+    for job in ReindexJob.objects.filter(building, status__in=UNDER_WAY):
         try:
             if store_key(job.store) == key:
                 names.add(build_collection(job))

@@ -579,3 +579,17 @@ def test_swap__an_alias_moved_between_the_gate_and_the_cutover_is_left_alone(
     assert backend.alias_target(ALIAS) == f"{ALIAS}__{first.pk}"  # the approved swap stands
     assert not backend.exists(f"{ALIAS}__{second.pk}")  # the refused one's collection is gone
     assert list(AliasMove.objects.values_list("job_id", flat=True)) == [first.pk]
+
+
+def test_prune__keeps_a_collection_a_queued_job_writes_by_name(
+    make_job: MakeJob, data_dir: Path, run_burst_worker: Run
+) -> None:
+    first = run_swap(make_job, data_dir, run_burst_worker, "old", 10)
+    second = run_swap(make_job, data_dir, run_burst_worker, "new", 10)
+    # As a retry of the first swap's failures would: into its collection, by name, queued.
+    make_job(write_corpus(data_dir, "more.jsonl", "more", 3), collection=f"{ALIAS}__{first.pk}")
+
+    out = cli("prune", ALIAS, "--keep", "0")
+    backend = store_backend("sqlite-vec")
+    assert backend.physical_collections(ALIAS) == [f"{ALIAS}__{first.pk}", f"{ALIAS}__{second.pk}"]
+    assert out == f"alias {ALIAS}: nothing to prune (keeping the newest 0)\n"
