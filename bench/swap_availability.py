@@ -10,8 +10,9 @@ jobs (create_job + an in-process burst worker, the hashing embedder, SQLite job 
 Printed per store: the queries made, failed, empty and mixed (ids of both corpora in one result
 set), and the longest gap between two successful queries of one reader, overall and around the
 cutover (the 2 s before and after the alias moved). Target: 0 failed, 0 empty, 0 mixed. Runs on
-sqlite-vec, and on pgvector: the server at REINDEXER_PGVECTOR_URL, else one of its own started
-with pgserver (skipped, saying why, when neither is reachable).
+sqlite-vec; on pgvector: the server at REINDEXER_PGVECTOR_URL, else one of its own started with
+pgserver; and on Milvus: the server at REINDEXER_MILVUS_URI, else a milvus-lite server of its own
+(tests/milvus_server.py). A server store that cannot be had is skipped, saying why.
 """
 
 from __future__ import annotations
@@ -56,6 +57,35 @@ def pgvector_url() -> Iterator[str | None]:
             server = PgvectorServer(folder)
         except Exception as exc:  # noqa: BLE001 - any reason means: skip pgvector, say why
             print(f"pgvector: cannot start a server ({type(exc).__name__}: {exc}); skipped")  # noqa: T201
+            yield None
+            return
+        try:
+            yield server.url
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def milvus_uri() -> Iterator[str | None]:
+    """REINDEXER_MILVUS_URI if set, else a milvus-lite server of our own, stopped at the end;
+    None (Milvus skipped, saying why) when neither can be had."""
+    uri = os.environ.get("REINDEXER_MILVUS_URI")
+    if uri:
+        yield uri
+        return
+    import pytest
+
+    from tests.milvus_server import MilvusServer
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-swap-milvus-"))
+    try:
+        try:
+            server = MilvusServer(folder)
+        # MilvusServer reports a server that would not start through pytest.fail.
+        except (Exception, pytest.fail.Exception) as exc:  # noqa: BLE001 - skip Milvus, say why
+            print(f"milvus: cannot start a server ({type(exc).__name__}: {exc}); skipped")  # noqa: T201
             yield None
             return
         try:
@@ -197,14 +227,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--readers", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp, pgvector_url() as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp,
+        pgvector_url() as url,
+        milvus_uri() as uri,
+    ):
         data_dir = Path(tmp)
         if url is not None:
             os.environ["REINDEXER_PGVECTOR_URL"] = url
+        if uri is not None:
+            os.environ["REINDEXER_MILVUS_URI"] = uri
         setup_django(data_dir)
         bench("sqlite-vec", data_dir, args.docs, args.batch_size, args.readers)
         if url is not None:
             bench("pgvector", data_dir, args.docs, args.batch_size, args.readers)
+        if uri is not None:
+            bench("milvus", data_dir, args.docs, args.batch_size, args.readers)
 
 
 if __name__ == "__main__":
