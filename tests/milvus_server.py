@@ -85,6 +85,8 @@ class MilvusServer:
         # Imported here: heavy, so only the tests that use Milvus pay for it.
         from pymilvus import MilvusClient  # type: ignore[import-untyped]
 
+        from reindexer.stores.milvus import GRPC_OPTIONS
+
         assert self._proc is not None
         deadline = time.monotonic() + START_SECONDS
         last = "no answer yet"
@@ -99,7 +101,7 @@ class MilvusServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     pass
-                client = MilvusClient(uri=self.url, timeout=5)
+                client = MilvusClient(uri=self.url, timeout=5, grpc_options=GRPC_OPTIONS)
                 try:
                     client.list_collections()
                 finally:

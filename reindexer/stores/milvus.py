@@ -53,6 +53,15 @@ ID_MAX_BYTES = 1024
 TEXT_MAX_BYTES = 65_535  # the most a Milvus VARCHAR holds
 # Every call gets a deadline, so a server that hangs is a (transient) error, not a stuck job.
 CALL_TIMEOUT_SECONDS = 60.0
+# pymilvus pings every 10 s, idle or not, and Milvus (milvus-lite too) answers a third ping
+# within its 5-minute floor with GOAWAY "too_many_pings": the shared connection of a process that
+# left it idle then failed to reconnect, under load. So: no pings while idle, and none more often
+# than the floor; a dead server is noticed by each call's own deadline. Every client of one
+# server must pass these (pymilvus shares one connection per address, made by the first).
+GRPC_OPTIONS: dict[str, int] = {
+    "grpc.keepalive_time_ms": 330_000,
+    "grpc.keepalive_permit_without_calls": 0,
+}
 IDS_PAGE = 5_000
 DELETE_CHUNK = 1_000
 # How long a read waits for a collection that is not found (see MilvusStore._read).
@@ -310,7 +319,9 @@ def _connect() -> MilvusClient:
     if uri is None:
         raise SpecError(f"milvus store needs the setting {SETTING}", field="store")
     with translated(""):
-        return pymilvus.MilvusClient(uri=uri, timeout=CALL_TIMEOUT_SECONDS)
+        return pymilvus.MilvusClient(
+            uri=uri, timeout=CALL_TIMEOUT_SECONDS, grpc_options=GRPC_OPTIONS
+        )
 
 
 def _existing_dimensions(client: MilvusClient, collection: str) -> int:

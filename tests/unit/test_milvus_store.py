@@ -34,6 +34,7 @@ from reindexer.errors import (
 )
 from reindexer.stores import open_store, validate_collection, validate_store
 from reindexer.stores.milvus import (
+    GRPC_OPTIONS,
     ID_MAX_BYTES,
     TEXT_MAX_BYTES,
     MilvusBackend,
@@ -75,7 +76,7 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServe
 @pytest.fixture
 def client(milvus: MilvusServer) -> Iterator[MilvusClient]:
     """A client of the test's own, to look at what the store made from the outside."""
-    c = MilvusClient(uri=milvus.url, timeout=30)
+    c = MilvusClient(uri=milvus.url, timeout=30, grpc_options=GRPC_OPTIONS)
     try:
         yield c
     finally:
@@ -224,7 +225,7 @@ def test_a_restarted_server__the_same_store_reconnects_and_reloads_the_released_
         store.upsert(docs(50), vectors(50))
         assert store.count() == 50
         own_server.restart()
-        probe = MilvusClient(uri=own_server.url, timeout=30)
+        probe = MilvusClient(uri=own_server.url, timeout=30, grpc_options=GRPC_OPTIONS)
         try:
             assert probe.get_load_state(name)["state"].name == "NotLoad", "a restart releases"
         finally:
