@@ -1029,9 +1029,13 @@ class JobRunner:
             digests = hashes.digests(batch.all_docs) if hashes is not None else {}
             if hashes is not None and self.job.mode == JobMode.INCREMENTAL:
                 batch.unchanged = hashes.unchanged(digests)  # before embedding: on this thread
-            # Embedded ahead by the pipeline, or here (the sequential path).
+            # Embedded ahead by the pipeline, or here (the sequential path); a batch with nothing
+            # to embed (all unchanged) makes no embedding span.
             ahead = batch.embedded is not None
-            embedded = batch.embedded or _embed(writer, batch, self.job.pk, None)
+            to_embed = batch.docs
+            embedded = batch.embedded or (
+                _embed(writer, batch, self.job.pk, None) if to_embed else writer.embed(to_embed)
+            )
             outcome = writer.store_batch(embedded)
             outcome.failures.extend(
                 FailureRecord.malformed(r) for r in records if isinstance(r, Malformed)
