@@ -378,6 +378,38 @@ def _prepare(client: MilvusClient, collection: str, dimensions: int) -> None:
         client.load_collection(collection, timeout=CALL_TIMEOUT_SECONDS)
 
 
+def _opened(client: MilvusClient, collection: str, dimensions: int) -> str | None:
+    """Prepare `collection` (`_prepare`) and return what it serves if it is an alias. A name
+    that is nothing for a moment because a plain collection is becoming an alias (renamed to
+    `NAME__base`, the alias not made yet: milvus_aliases.py) is waited for, up to
+    READ_RETRY_SECONDS, as reads wait: it is neither created anew nor reported gone."""
+    deadline = time.monotonic() + READ_RETRY_SECONDS
+    while True:
+        try:
+            with translated(collection):
+                target = milvus_aliases.target(client, collection)
+                if target is None and _mid_adoption(client, collection):
+                    raise BackendFailed(
+                        f"collection {collection!r} is becoming an alias of"
+                        f" {aliases.base_name(collection)!r}",
+                        cause=NO_TABLE,
+                    )
+                _prepare(client, collection, dimensions)
+                return target
+        except BackendFailed as exc:
+            if exc.cause != NO_TABLE or time.monotonic() > deadline:
+                raise
+        time.sleep(READ_RETRY_PAUSE)
+
+
+def _mid_adoption(client: MilvusClient, collection: str) -> bool:
+    """Whether `collection` is nothing while its `__base` exists: renamed, its alias to come."""
+    if client.has_collection(collection, timeout=CALL_TIMEOUT_SECONDS):
+        return False
+    base = aliases.base_name(collection)
+    return bool(client.has_collection(base, timeout=CALL_TIMEOUT_SECONDS))
+
+
 class MilvusBackend:
     """`milvus`: collections on the server at REINDEXER_MILVUS_URI, and Milvus's own aliases
     (milvus_aliases.py)."""
@@ -398,9 +430,7 @@ class MilvusBackend:
         check_collection(collection)
         client = _connect()
         try:
-            with translated(collection):
-                target = milvus_aliases.target(client, collection)
-                _prepare(client, collection, dimensions)
+            target = _opened(client, collection, dimensions)
         except BaseException:
             client.close()
             raise

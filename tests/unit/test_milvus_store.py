@@ -12,10 +12,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -32,7 +34,7 @@ from reindexer.errors import (
     TransientError,
     classify,
 )
-from reindexer.stores import open_store, validate_collection, validate_store
+from reindexer.stores import VectorStore, open_store, validate_collection, validate_store
 from reindexer.stores.milvus import (
     GRPC_OPTIONS,
     ID_MAX_BYTES,
@@ -335,3 +337,39 @@ def test_without_pymilvus__reindexer_imports_and_the_spec_is_refused_naming_the_
     assert result["loaded"] is False, "importing reindexer must not import pymilvus"
     assert result["configured"] is False
     assert "pymilvus" in result["refusal"] and "[milvus]" in result["refusal"]
+
+
+def test_open__waits_out_a_plain_collection_becoming_an_alias_instead_of_creating_its_name(
+    milvus: MilvusServer, client: MilvusClient
+) -> None:
+    """Between the rename to NAME__base and the alias (milvus_aliases.point), NAME is nothing:
+    an open then (a reader's, per query) waits for the alias; it must not make a new NAME."""
+    name = unique("adopt")
+    base = f"{name}__base"
+    store = opened(base)
+    store.upsert(docs(7), vectors(7))
+    store.close()
+    assert not client.has_collection(name) and client.has_collection(base)  # mid-adoption
+
+    result: dict[str, object] = {}
+
+    def open_it() -> None:
+        try:
+            result["store"] = MilvusBackend().open(name, DIM)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    reader = threading.Thread(target=open_it)
+    reader.start()
+    time.sleep(0.2)  # the reader is waiting by now (it would have made NAME at once before)
+    client.create_alias(base, name)
+    reader.join(30)
+
+    assert "error" not in result, result.get("error")
+    reading = cast(VectorStore, result["store"])
+    try:
+        assert reading.count() == 7
+    finally:
+        reading.close()
+    assert client.describe_alias(name)["collection_name"] == base
+    assert name not in client.list_collections()  # no plain collection of that name was made
