@@ -27,10 +27,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -41,22 +41,31 @@ AROUND_SECONDS = 2.0
 from bench.support import setup_django  # noqa: E402
 
 
+class _Server(Protocol):
+    url: str
+
+    def stop(self) -> None: ...
+
+
 @contextlib.contextmanager
-def pgvector_url() -> Iterator[str | None]:
-    """REINDEXER_PGVECTOR_URL if set, else a PostgreSQL with pgvector of our own (pgserver),
-    stopped at the end; None (pgvector skipped, saying why) when neither can be had."""
-    url = os.environ.get("REINDEXER_PGVECTOR_URL")
+def _server_url(
+    name: str,
+    setting: str,
+    start: Callable[[Path], _Server],
+    failures: tuple[type[BaseException], ...],
+) -> Iterator[str | None]:
+    """`setting`'s URL if set, else a server of our own (`start(folder)`), stopped at the end;
+    None (`name` skipped, saying why) when neither can be had."""
+    url = os.environ.get(setting)
     if url:
         yield url
         return
-    from tests.pgvector_server import PgvectorServer
-
-    folder = Path(tempfile.mkdtemp(prefix="bench-swap-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-swap-{name}-"))
     try:
         try:
-            server = PgvectorServer(folder)
-        except Exception as exc:  # noqa: BLE001 - any reason means: skip pgvector, say why
-            print(f"pgvector: cannot start a server ({type(exc).__name__}: {exc}); skipped")  # noqa: T201
+            server = start(folder)
+        except failures as exc:
+            print(f"{name}: cannot start a server ({type(exc).__name__}: {exc}); skipped")  # noqa: T201
             yield None
             return
         try:
@@ -67,33 +76,22 @@ def pgvector_url() -> Iterator[str | None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def milvus_uri() -> Iterator[str | None]:
-    """REINDEXER_MILVUS_URI if set, else a milvus-lite server of our own, stopped at the end;
-    None (Milvus skipped, saying why) when neither can be had."""
-    uri = os.environ.get("REINDEXER_MILVUS_URI")
-    if uri:
-        yield uri
-        return
+def pgvector_url() -> contextlib.AbstractContextManager[str | None]:
+    """REINDEXER_PGVECTOR_URL, else a PostgreSQL with pgvector of our own (pgserver)."""
+    from tests.pgvector_server import PgvectorServer
+
+    return _server_url("pgvector", "REINDEXER_PGVECTOR_URL", PgvectorServer, (Exception,))
+
+
+def milvus_uri() -> contextlib.AbstractContextManager[str | None]:
+    """REINDEXER_MILVUS_URI, else a milvus-lite server of our own."""
     import pytest
 
     from tests.milvus_server import MilvusServer
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-swap-milvus-"))
-    try:
-        try:
-            server = MilvusServer(folder)
-        # MilvusServer reports a server that would not start through pytest.fail.
-        except (Exception, pytest.fail.Exception) as exc:  # noqa: BLE001 - skip Milvus, say why
-            print(f"milvus: cannot start a server ({type(exc).__name__}: {exc}); skipped")  # noqa: T201
-            yield None
-            return
-        try:
-            yield server.url
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    # MilvusServer reports a server that would not start through pytest.fail.
+    failures = (Exception, pytest.fail.Exception)
+    return _server_url("milvus", "REINDEXER_MILVUS_URI", MilvusServer, failures)
 
 
 def write_corpus(path: Path, prefix: str, docs: int) -> None:
